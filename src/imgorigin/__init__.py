@@ -1,0 +1,10 @@
+"""imgorigin: did this model make the image (verification), and which known generator made it (attribution)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("imgorigin")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+local"
