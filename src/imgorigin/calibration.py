@@ -1,0 +1,176 @@
+"""Calibration files and the decision rules built on them.
+
+A calibration file holds the scores of images the model itself generated (inverted with the settings stored
+beside them), optionally the scores of reference real images, and enough identity to refuse a mismatched
+model. Decisions from it:
+
+* the paper's Grubbs-type outlier test (Wang et al. 2023, Algorithm 1), applied to log-scores because
+  reconstruction losses are strongly right-skewed and Grubbs assumes normality;
+* a conformal p-value ``(1 + #{calibration scores >= s}) / (N + 1)``: if the image came from the model, then
+  P(p <= α) <= α, so at most a fraction α of the model's own images are wrongly rejected;
+* optionally a second conformal p-value against reference real images ``(1 + #{real scores <= s}) / (M + 1)``:
+  small when the image reconstructs better than real images do; it bounds how often a real image is wrongly
+  attributed to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from . import __version__
+from .inversion import InversionConfig
+
+FORMAT = "imgorigin.calibration/1"
+
+
+class CalibrationError(ValueError):
+    """A calibration file that is unreadable or does not belong to the model it is used with."""
+
+
+@dataclass
+class Calibration:
+    """Scores of the model's own images, the settings that produced them, and the model's identity."""
+
+    model_id: str
+    weight_hash: str
+    image_shape: tuple[int, int, int]
+    inversion: InversionConfig
+    scores: np.ndarray
+    source: str = "generated"  # "generated" (sampled by calibrate) or the folder of user-given samples
+    seed: int | None = None
+    reference_scores: np.ndarray | None = None
+    reference_source: str | None = None
+    version: str = __version__
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        self.scores = np.sort(np.asarray(self.scores, dtype=np.float64))
+        if self.scores.size < 2 or not np.all(np.isfinite(self.scores)):
+            raise CalibrationError("a calibration needs at least 2 finite scores")
+        if self.reference_scores is not None:
+            self.reference_scores = np.sort(np.asarray(self.reference_scores, dtype=np.float64))
+
+    # -- decisions ---------------------------------------------------------------------------------------
+    def p_value(self, score: float) -> float:
+        """Conformal p-value of ``score`` against the model's own scores (large = typical of the model)."""
+        return conformal_p_value(score, self.scores)
+
+    def p_value_real(self, score: float) -> float | None:
+        """Conformal p-value that ``score`` is as low as a real image's; None without reference scores."""
+        if self.reference_scores is None:
+            return None
+        return conformal_p_value(-score, -self.reference_scores)
+
+    def grubbs(self, score: float, alpha: float) -> tuple[float, bool]:
+        """(p-value, is_outlier) of the one-sided Grubbs test of log(score) against the log calibration scores."""
+        return grubbs_test(math.log(max(score, 1e-30)), np.log(np.maximum(self.scores, 1e-30)), alpha)
+
+    def threshold(self, alpha: float) -> float:
+        """The largest score still accepted at level α by the conformal rule (for reporting the operating point)."""
+        n = self.scores.size
+        k = math.floor(alpha * (n + 1))  # accepted iff #{cal >= s} >= k, i.e. s <= the k-th largest score
+        return math.inf if k < 1 else float(self.scores[n - k])
+
+    def in_range(self, score: float) -> bool:
+        """Whether ``score`` lies within the span of calibration scores (outside: extrapolation, flagged)."""
+        return bool(self.scores[0] <= score <= self.scores[-1])
+
+    # -- identity --------------------------------------------------------------------------------------
+    def check_model(self, model_id: str, weight_hash: str, image_shape: tuple[int, ...]) -> None:
+        """Refuse a model whose weights or output shape differ from the calibrated one."""
+        if weight_hash != self.weight_hash:
+            raise CalibrationError(
+                f"calibration was made for model {self.model_id} (weights {self.weight_hash[:12]}…), "
+                f"not {model_id} (weights {weight_hash[:12]}…): run `imgorigin calibrate` for this model"
+            )
+        if tuple(image_shape) != tuple(self.image_shape):
+            raise CalibrationError(f"calibration image shape {self.image_shape} != model output {image_shape}")
+
+    # -- files -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-ready dict (format tag, model identity, settings, all scores)."""
+        return {
+            "format": FORMAT,
+            "model": {"id": self.model_id, "weight_hash": self.weight_hash, "image_shape": list(self.image_shape)},
+            "inversion": self.inversion.to_dict(),
+            "source": self.source,
+            "seed": self.seed,
+            "n": int(self.scores.size),
+            "scores": self.scores.tolist(),
+            "reference_real": None if self.reference_scores is None else {
+                "source": self.reference_source, "n": int(self.reference_scores.size),
+                "scores": self.reference_scores.tolist()},
+            "version": self.version,
+            "created": self.created,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as JSON (never pickle) and return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        """Read a calibration file written by :meth:`save`, with a clear error for anything else."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT:
+                raise CalibrationError(f"{path}: not an imgorigin calibration file (format {data.get('format')!r})")
+            ref = data.get("reference_real")
+            return cls(
+                model_id=data["model"]["id"], weight_hash=data["model"]["weight_hash"],
+                image_shape=tuple(data["model"]["image_shape"]),
+                inversion=InversionConfig.from_dict(data["inversion"]), scores=np.array(data["scores"]),
+                source=data.get("source", "generated"), seed=data.get("seed"),
+                reference_scores=None if ref is None else np.array(ref["scores"]),
+                reference_source=None if ref is None else ref.get("source"),
+                version=data.get("version", "?"), created=data.get("created", "?"),
+            )
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CalibrationError):
+                raise
+            raise CalibrationError(f"{path}: unreadable calibration file ({exc})") from exc
+
+
+def conformal_p_value(score: float, calibration: np.ndarray) -> float:
+    """``(1 + #{c >= score}) / (N + 1)``: the rank p-value of a new score among exchangeable calibration scores."""
+    calibration = np.asarray(calibration)
+    return float((1 + np.count_nonzero(calibration >= score)) / (calibration.size + 1))
+
+
+def grubbs_critical_value(n: int, alpha: float) -> float:
+    """One-sided Grubbs critical value for the largest of ``n`` values at significance α."""
+    t = stats.t.ppf(1 - alpha / n, n - 2)
+    return (n - 1) / math.sqrt(n) * math.sqrt(t * t / (n - 2 + t * t))
+
+
+def grubbs_test(value: float, sample: np.ndarray, alpha: float) -> tuple[float, bool]:
+    """Is ``value`` a high outlier of ``sample`` ∪ {value}? Returns (p-value, outlier at level α).
+
+    G = (value − mean) / sd over the augmented sample of size n = N + 1; the p-value is the Bonferroni bound
+    n · P(T_{n−2} > t) with t² = n(n−2)G² / ((n−1)² − nG²), the exact inverse of the critical-value formula.
+    """
+    augmented = np.append(np.asarray(sample, dtype=np.float64), value)
+    n = augmented.size
+    if n < 3:
+        raise ValueError("Grubbs test needs at least 2 calibration values")
+    sd = augmented.std(ddof=1)
+    g = 0.0 if sd == 0 else (value - augmented.mean()) / sd
+    if g <= 0:
+        return 1.0, False
+    denom = (n - 1) ** 2 - n * g * g
+    if denom <= 0:  # G at its attainable maximum: as extreme as the augmented sample allows
+        return 0.0, True
+    t = math.sqrt(n * (n - 2) * g * g / denom)
+    p = min(1.0, n * float(stats.t.sf(t, n - 2)))
+    return p, bool(g > grubbs_critical_value(n, alpha))

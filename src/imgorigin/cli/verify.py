@@ -1,0 +1,131 @@
+"""``imgorigin calibrate`` and ``imgorigin verify``: model verification by input reverse-engineering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DeviceOpt, fail, progress_enabled
+
+MODEL_HELP = ("The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
+              "latent_shape), a diffusers model/pipeline directory, hf:ORG/NAME from the offline cache, or a "
+              "package.module:function factory.")
+
+
+def calibrate(
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Calibration file to write (JSON).")],
+    samples: Annotated[int, typer.Option("--samples", "-n", min=2,
+                                         help="How many of the model's own images to invert.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed for sampling the model and for inversion restarts.")] = 0,
+    from_images: Annotated[list[Path] | None, typer.Option(
+        "--from-images", help="Use these saved samples of the model (files or folders) instead of sampling it; "
+        "for models that cannot be sampled here (e.g. text-to-image pipelines).")] = None,
+    reference_real: Annotated[list[Path] | None, typer.Option(
+        "--reference-real", help="Real images (files or folders) to score too, stored for the second p-value.")] = None,
+    steps: Annotated[int, typer.Option(help="Most Adam steps per image.")] = 300,
+    restarts: Annotated[int, typer.Option(help="Latents optimised per image; the best counts.")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.1,
+    init: Annotated[str, typer.Option(help="Start latents: auto (encoder if the model has one, else random "
+                                           "search), random, search, encoder.")] = "auto",
+    patience: Annotated[int, typer.Option(help="Stop an image after this many steps without improvement.")] = 40,
+    distance: Annotated[str, typer.Option(help="Reconstruction distance: mse, l1, ssim.")] = "mse",
+    batch_size: Annotated[int, typer.Option(help="Images optimised together (memory bound).")] = 64,
+    ddim_steps: Annotated[int | None, typer.Option(help="DDIM steps for pixel-diffusion models.")] = None,
+    device: DeviceOpt = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or "
+                                                        "~/.cache/imgorigin).")] = None,
+) -> None:
+    """Invert N images the model itself generates and write their scores: the model's belonging distribution.
+
+    The settings used here are stored in the file and reused by `verify`, so scores stay comparable.
+    """
+    from ..inversion import InversionConfig
+    from ..verification import calibrate as run_calibration
+    from ..verification import default_cache_dir
+
+    generator = _load(model, device, ddim_steps)
+    try:
+        config = InversionConfig(steps=steps, restarts=restarts, lr=lr, init=init, patience=patience,  # type: ignore[arg-type]
+                                 distance=distance, batch_size=batch_size, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    calibration = run_calibration(generator, samples, config=config, seed=seed, sample_dir=from_images,
+                                  reference_real=reference_real, cache_dir=cache_dir or default_cache_dir(),
+                                  progress=progress_enabled())
+    calibration.save(out)
+    s = calibration.scores
+    typer.echo(f"calibrated {generator.id} on {s.size} images: score median {float(s[s.size // 2]):.3g}, "
+               f"95th percentile {calibration.threshold(0.05):.3g} -> {out}", err=True)
+
+
+def verify(
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
+    paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
+    calibration: Annotated[Path | None, typer.Option(
+        "--calibration", "-c", help="File written by `imgorigin calibrate` for this model (zoo models: the "
+        "shipped one by default).")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level: at most this fraction of the model's own "
+                                              "images is rejected.")] = 0.05,
+    reference_real: Annotated[list[Path] | None, typer.Option(
+        "--reference-real", help="Real images (files or folders): adds p_value_real and the 'inconclusive' "
+        "verdict for images that real images explain as well.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON-lines file (default: stdout). "
+                                                "An existing file is resumed: answered paths are skipped.")] = None,
+    resume: Annotated[bool, typer.Option(help="Skip paths already answered in --output.")] = True,
+    device: DeviceOpt = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder.")] = None,
+) -> None:
+    """Decide for each image whether MODEL generated it; one JSON record per image.
+
+    Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error").
+    """
+    from ..calibration import Calibration, CalibrationError
+    from ..images import ImageError, find_images
+    from ..records import RecordWriter
+    from ..verification import Verifier, default_cache_dir
+
+    generator = _load(model, device, None)
+    try:
+        cal = Calibration.load(calibration or _shipped_calibration(model))
+        verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
+        found = find_images(paths)
+    except (CalibrationError, ImageError, ValueError) as exc:
+        fail(str(exc))
+    if reference_real:
+        n = verifier.add_reference_real(reference_real, progress=progress_enabled())
+        typer.echo(f"scored {n} reference real images", err=True)
+    with RecordWriter(output, resume=resume) as writer:
+        todo = [p for p in found if str(p) not in writer.done]
+        if len(todo) < len(found):
+            typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
+        for record in verifier.verify_paths(todo, progress=progress_enabled()):
+            writer.write(record)
+    typer.echo(f"{writer.written} records, {writer.errors} unreadable images", err=True)
+    raise typer.Exit(1 if writer.errors else 0)
+
+
+def _load(model: str, device: str, ddim_steps: int | None):
+    from ..generators import ModelSpecError, TorchScriptError, load_generator
+    from .common import resolve_device
+
+    try:
+        return load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
+    except (ModelSpecError, TorchScriptError, KeyError) as exc:
+        fail(str(exc))
+
+
+def _shipped_calibration(model: str) -> Path:
+    if model.startswith("zoo:"):
+        from .. import zoo
+
+        return zoo.calibration_path(model[4:])
+    fail(f"--calibration is required for {model} (write one with `imgorigin calibrate {model} --out CAL`)")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the verification commands to the CLI."""
+    app.command()(calibrate)
+    app.command()(verify)

@@ -1,0 +1,266 @@
+"""Batched input reverse-engineering: find, for each image, the latent whose decode reproduces it best.
+
+The score of an image is the lowest reconstruction distance reached over all iterations and restarts
+(Wang et al., NeurIPS 2023). Many images × restarts are optimised together: each image occupies a *slot* of
+``restarts`` rows; when an image stops improving (or reaches ``steps``) its slot is handed to the next image
+in the queue, so early stopping turns directly into throughput. Adam is written out per row so that every
+slot keeps its own step count, learning-rate schedule and moments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .distances import Distance, get_distance
+from .generators.base import Generator
+
+InitMode = Literal["auto", "random", "search", "encoder"]
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+#: Cosine schedule decays the learning rate to this fraction of ``lr`` at ``steps``.
+LR_FLOOR = 0.05
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """Settings of one inversion; stored in calibration files so verification reuses them exactly."""
+
+    steps: int = 300  # most Adam steps per image
+    lr: float = 0.1  # Adam learning rate (the paper's 0.1)
+    restarts: int = 4  # latents optimised per image; the best one counts
+    init: InitMode = "auto"  # auto = encoder when the model has one, else search
+    search_candidates: int = 16  # random latents scored (forward only) per restart kept, for init=search
+    patience: int = 40  # stop an image once its best loss improved by < tolerance over this many steps
+    rel_tol: float = 1e-2  # tolerance relative to the best loss at the start of the window
+    abs_tol: float = 1e-6  # plus this, in distance units (≈ the MSE floor of 8-bit quantisation, 1.3e-6)
+    batch_size: int = 64  # images optimised at once (rows = batch_size × restarts): bounds memory
+    distance: str = "mse"
+    schedule: Literal["cosine", "constant"] = "cosine"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rel_tol < 0 or self.abs_tol < 0 or self.patience < 1:
+            raise ValueError("rel_tol and abs_tol must be >= 0 and patience >= 1")
+        if self.steps < 1 or self.restarts < 1 or self.batch_size < 1 or self.search_candidates < 1:
+            raise ValueError("steps, restarts, batch_size and search_candidates must be >= 1")
+        if self.init not in ("auto", "random", "search", "encoder"):
+            raise ValueError(f"init must be auto, random, search or encoder, not {self.init!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be cosine or constant, not {self.schedule!r}")
+        get_distance(self.distance)
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InversionConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (they would silently change the test)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown inversion settings {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class InversionResult:
+    """Per-image outcome: best distance, steps used, optionally the best latent; total wall time."""
+
+    scores: np.ndarray
+    steps: np.ndarray
+    seconds: float
+    latents: torch.Tensor | None = None
+
+
+#: Called as each image finishes: (image index, score, steps used).
+DoneCallback = Callable[[int, float, int], None]
+
+
+def image_key(image: torch.Tensor) -> str:
+    """Content hash of an image tensor, used to seed its restarts independently of batch composition."""
+    return hashlib.sha256(image.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _image_rng(seed: int, key: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+class _Slots:
+    """The images being optimised now: per-slot bookkeeping and per-row (restart) latents and Adam moments."""
+
+    def __init__(self, latent_shape: tuple[int, ...], image_shape: tuple[int, ...], device: torch.device,
+                 keep_latents: bool) -> None:
+        self.index = torch.empty(0, dtype=torch.long)
+        self.z = torch.empty((0, *latent_shape), device=device)
+        self.m = torch.empty_like(self.z)
+        self.v = torch.empty_like(self.z)
+        self.t = torch.empty(0, dtype=torch.long, device=device)
+        self.best = torch.empty(0, device=device)
+        self.anchor = torch.empty(0, device=device)
+        self.stale = torch.empty(0, dtype=torch.long, device=device)
+        self.target = torch.empty((0, *image_shape), device=device)
+        self.best_z = torch.empty((0, *latent_shape), device=device) if keep_latents else None
+
+    def __len__(self) -> int:
+        return int(self.index.numel())
+
+    def add(self, index: torch.Tensor, z: torch.Tensor, target: torch.Tensor, restarts: int) -> None:
+        n = index.numel()
+        device = self.z.device
+        self.index = torch.cat([self.index, index])
+        self.z = torch.cat([self.z, z])
+        self.m = torch.cat([self.m, torch.zeros_like(z)])
+        self.v = torch.cat([self.v, torch.zeros_like(z)])
+        self.t = torch.cat([self.t, torch.zeros(n, dtype=torch.long, device=device)])
+        self.best = torch.cat([self.best, torch.full((n,), math.inf, device=device)])
+        self.anchor = torch.cat([self.anchor, torch.full((n,), math.inf, device=device)])
+        self.stale = torch.cat([self.stale, torch.zeros(n, dtype=torch.long, device=device)])
+        self.target = torch.cat([self.target, target])
+        if self.best_z is not None:
+            self.best_z = torch.cat([self.best_z, z[::restarts]])
+
+    def keep(self, mask: torch.Tensor, restarts: int) -> None:
+        rows = mask.repeat_interleave(restarts)
+        self.index = self.index[mask.cpu()]
+        self.z, self.m, self.v = self.z[rows], self.m[rows], self.v[rows]
+        self.t, self.best, self.anchor = self.t[mask], self.best[mask], self.anchor[mask]
+        self.stale, self.target = self.stale[mask], self.target[mask]
+        if self.best_z is not None:
+            self.best_z = self.best_z[mask]
+
+
+class Inverter:
+    """Runs batched inversion of images against one generator with one :class:`InversionConfig`."""
+
+    def __init__(self, generator: Generator, config: InversionConfig | None = None,
+                 distance: Distance | None = None) -> None:
+        self.generator = generator
+        self.config = config or InversionConfig()
+        self.distance = distance or get_distance(self.config.distance)
+        init = self.config.init
+        if init == "encoder" and not generator.has_encoder:
+            raise ValueError(f"init='encoder' but model {generator.id} has no encoder")
+        self.init = ("encoder" if generator.has_encoder else "search") if init == "auto" else init
+
+    def __call__(self, images: torch.Tensor, *, keys: Sequence[str] | None = None,
+                 callback: DoneCallback | None = None, progress: bool = False,
+                 return_latents: bool = False) -> InversionResult:
+        """Invert ``images`` ``[N, C, H, W]`` in [0, 1]; ``keys`` (content hashes) seed each image's restarts."""
+        cfg, gen = self.config, self.generator
+        if images.dim() != 4 or tuple(images.shape[1:]) != gen.image_shape:
+            raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match model {gen.id} output "
+                             f"{gen.image_shape}; load them with the model's channels and size")
+        n = images.shape[0]
+        keys = list(keys) if keys is not None else [image_key(img) for img in images]
+        scores = np.full(n, np.nan)
+        steps = np.zeros(n, dtype=np.int64)
+        latents = torch.empty((n, *gen.latent_shape)) if return_latents else None
+        slots = _Slots(gen.latent_shape, gen.image_shape, gen.device, return_latents)
+        queue = deque(range(n))
+        start = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, desc=f"inverting ({gen.id})", unit="img", disable=not progress, leave=False) as bar:
+            self._admit(slots, queue, images, keys)
+            while len(slots):
+                done = self._step(slots)
+                if bool(done.any()):
+                    for s in torch.nonzero(done.cpu()).flatten().tolist():
+                        i = int(slots.index[s])
+                        scores[i], steps[i] = float(slots.best[s]), int(slots.t[s])
+                        if latents is not None:
+                            latents[i] = slots.best_z[s].cpu()
+                        if callback is not None:
+                            callback(i, scores[i], int(steps[i]))
+                    bar.update(int(done.sum()))
+                    slots.keep(~done, cfg.restarts)
+                    self._admit(slots, queue, images, keys)
+        return InversionResult(scores, steps, time.perf_counter() - start, latents)
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _admit(self, slots: _Slots, queue: deque, images: torch.Tensor, keys: list[str]) -> None:
+        """Fill free slots from the queue with freshly initialised latents."""
+        free = min(self.config.batch_size - len(slots), len(queue))
+        if free <= 0:
+            return
+        index = torch.tensor([queue.popleft() for _ in range(free)], dtype=torch.long)
+        target = images[index].to(self.generator.device, torch.float32)
+        z = self._initial_latents(target, [keys[i] for i in index.tolist()])
+        slots.add(index, z, target, self.config.restarts)
+
+    @torch.no_grad()
+    def _initial_latents(self, target: torch.Tensor, keys: list[str]) -> torch.Tensor:
+        """``[B × restarts, *latent]`` starting latents: encoder output (+ noise for extra restarts) or search."""
+        gen, cfg = self.generator, self.config
+        rngs = [_image_rng(cfg.seed, k) for k in keys]
+        r = cfg.restarts
+        if self.init == "encoder":
+            z0 = gen.encode(target).repeat_interleave(r, 0)
+            scale = z0.flatten(1).std(1).clamp_min(1e-6).view(-1, *([1] * (z0.dim() - 1)))
+            noise = torch.cat([gen.sample_latents(r, g) for g in rngs]).to(z0)
+            noise[::r] = 0  # restart 0 of every image starts exactly at the encoder output
+            return z0 + 0.1 * scale * noise
+        if self.init == "random":
+            return torch.cat([gen.sample_latents(r, g) for g in rngs])
+        k = cfg.search_candidates
+        chosen = []
+        for image, g in zip(target, rngs, strict=True):
+            candidates = gen.sample_latents(r * k, g)
+            losses = torch.cat([
+                self.distance(gen.decode(chunk), image.expand(len(chunk), *image.shape))
+                for chunk in candidates.split(cfg.batch_size * r)
+            ])
+            chosen.append(candidates[losses.topk(r, largest=False).indices])
+        return torch.cat(chosen)
+
+    def _step(self, slots: _Slots) -> torch.Tensor:
+        """One Adam step on every row; returns the mask of slots whose image is finished."""
+        cfg, r = self.config, self.config.restarts
+        z = slots.z.detach().requires_grad_(True)
+        losses = self.distance(self.generator.decode(z), slots.target.repeat_interleave(r, 0))
+        (grad,) = torch.autograd.grad(losses.sum(), z)
+        with torch.no_grad():
+            per_slot, argmin = losses.view(-1, r).min(1)
+            if slots.best_z is not None:
+                better = per_slot < slots.best
+                rows = torch.arange(len(slots), device=z.device) * r + argmin
+                slots.best_z[better] = z.detach()[rows][better]
+            slots.best = torch.minimum(slots.best, per_slot)
+            improved = slots.best < slots.anchor * (1 - cfg.rel_tol) - cfg.abs_tol
+            slots.anchor = torch.where(improved, slots.best, slots.anchor)
+            slots.stale = torch.where(improved, torch.zeros_like(slots.stale), slots.stale + 1)
+            slots.t += 1
+            b1, b2 = ADAM_BETAS
+            shape = (-1, *([1] * (z.dim() - 1)))
+            t = slots.t.repeat_interleave(r).view(shape).to(z.dtype)
+            slots.m.mul_(b1).add_(grad, alpha=1 - b1)
+            slots.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            m_hat = slots.m / (1 - b1**t)
+            v_hat = slots.v / (1 - b2**t)
+            lr = self._learning_rate(slots.t - 1).repeat_interleave(r).view(shape)
+            slots.z = z.detach() - lr * m_hat / (v_hat.sqrt() + ADAM_EPS)
+        return (slots.stale >= cfg.patience) | (slots.t >= cfg.steps)
+
+    def _learning_rate(self, t: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.schedule == "constant":
+            return torch.full(t.shape, cfg.lr, device=t.device)
+        progress = t.float() / cfg.steps
+        return cfg.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + torch.cos(math.pi * progress)))
+
+
+def invert(generator: Generator, images: torch.Tensor, config: InversionConfig | None = None,
+           **kwargs) -> InversionResult:
+    """Convenience wrapper: ``Inverter(generator, config)(images, **kwargs)``."""
+    return Inverter(generator, config)(images, **kwargs)

@@ -1,0 +1,226 @@
+"""Verification: "did this model generate this image?", from image files to self-contained JSON records.
+
+Flow: files → :mod:`images` → batched :class:`~imgorigin.inversion.Inverter` → score → decision against a
+:class:`~imgorigin.calibration.Calibration` → one record per image. Scores are cached by image content hash,
+model weights and inversion settings, so reruns and resumed batches never invert an image twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .calibration import Calibration
+from .generators.base import Generator
+from .images import LoadedImage, find_images, load_images, quantize_8bit
+from .inversion import InversionConfig, Inverter, image_key
+
+METHOD = "ronan-inversion"
+#: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
+CHUNK = 256
+
+
+def default_cache_dir() -> Path:
+    """``$IMGORIGIN_CACHE`` or ``~/.cache/imgorigin``."""
+    return Path(os.environ.get("IMGORIGIN_CACHE", Path.home() / ".cache" / "imgorigin"))
+
+
+class ScoreCache:
+    """Append-only JSON-lines store of inversion scores for one (model weights, settings) pair."""
+
+    def __init__(self, generator: Generator, config: InversionConfig, cache_dir: str | Path | None) -> None:
+        self.scores: dict[str, float] = {}
+        self.path: Path | None = None
+        if cache_dir is None:
+            return
+        settings = json.dumps(config.to_dict(), sort_keys=True)
+        key = hashlib.sha256(f"{generator.weight_hash()}|{settings}|{generator.image_shape}".encode()).hexdigest()
+        self.path = Path(cache_dir) / "scores" / f"{key[:32]}.jsonl"
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.scores[entry["sha256"]] = float(entry["score"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by an interrupted run
+
+    def get(self, sha256: str) -> float | None:
+        """The cached score of an image, or None."""
+        return self.scores.get(sha256)
+
+    def put(self, sha256: str, score: float) -> None:
+        """Record a score (in memory, and on disk when the cache has a directory)."""
+        self.scores[sha256] = score
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps({"sha256": sha256, "score": score}) + "\n")
+
+
+@dataclass
+class ScoredImage:
+    """An image and its inversion score (``seconds``: its share of the batch's wall time)."""
+
+    image: LoadedImage
+    score: float
+    seconds: float
+    cached: bool
+
+
+def score_loaded(generator: Generator, config: InversionConfig, images: Sequence[LoadedImage], *,
+                 cache: ScoreCache | None = None, progress: bool = False) -> Iterator[ScoredImage]:
+    """Invert loaded images (cached ones are not recomputed), yielding each as soon as it is scored."""
+    pending = []
+    for image in images:
+        cached = cache.get(image.sha256) if cache else None
+        if cached is not None:
+            yield ScoredImage(image, cached, 0.0, True)
+        else:
+            pending.append(image)
+    if not pending:
+        return
+    finished: list[tuple[int, float]] = []
+    inverter = Inverter(generator, config)
+    tensors = torch.stack([img.tensor() for img in pending])
+    result = inverter(tensors, keys=[img.sha256 for img in pending], progress=progress,
+                      callback=lambda i, score, _steps: finished.append((i, score)))
+    per_image = result.seconds / len(pending)
+    for i, score in finished:
+        if cache:
+            cache.put(pending[i].sha256, score)
+        yield ScoredImage(pending[i], score, per_image, False)
+
+
+def score_paths(generator: Generator, config: InversionConfig, paths: Sequence[str | Path], *,
+                cache: ScoreCache | None = None, progress: bool = False,
+                on_error: Callable[[str, str], None] | None = None) -> Iterator[ScoredImage]:
+    """Load and score image files chunk by chunk; unreadable files go to ``on_error(path, message)``."""
+    channels, height, width = generator.image_shape
+    for start in range(0, len(paths), CHUNK):
+        loaded, errors = load_images(paths[start:start + CHUNK], channels, (height, width))
+        for path, message in errors:
+            if on_error:
+                on_error(path, message)
+        yield from score_loaded(generator, config, loaded, cache=cache, progress=progress)
+
+
+def calibrate(generator: Generator, n: int = 100, *, config: InversionConfig | None = None, seed: int = 0,
+              sample_dir: Sequence[str | Path] | None = None, reference_real: Sequence[str | Path] | None = None,
+              cache_dir: str | Path | None = None, progress: bool = False) -> Calibration:
+    """Build a calibration: invert ``n`` of the model's own images and keep their scores.
+
+    Images are sampled from the model with ``seed`` and quantised exactly as saving to 8-bit PNG would
+    (``sample_dir`` uses the user's saved samples instead, e.g. for models we cannot sample). With
+    ``reference_real``, real images are scored too, enabling the second p-value.
+    """
+    config = config or InversionConfig()
+    cache = ScoreCache(generator, config, cache_dir)
+    if sample_dir is not None:
+        paths = find_images(sample_dir)[:n] if n else find_images(sample_dir)
+        scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
+        source = ",".join(str(p) for p in sample_dir)
+    else:
+        samples = quantize_8bit(generator.sample(n, seed=seed))
+        keys = [image_key(x) for x in samples]
+        scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
+        source = "generated"
+    reference = None
+    if reference_real is not None:
+        paths = find_images(reference_real)
+        reference = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
+    return Calibration(
+        model_id=generator.id, weight_hash=generator.weight_hash(), image_shape=generator.image_shape,
+        inversion=config, scores=np.array(scores), source=source, seed=None if sample_dir else seed,
+        reference_scores=None if reference is None else np.array(reference),
+        reference_source=None if reference_real is None else ",".join(str(p) for p in reference_real),
+    )
+
+
+def decide(score: float, calibration: Calibration, alpha: float) -> dict:
+    """The decision fields of a record: p-values, Grubbs result, verdict and reason codes.
+
+    ``member``: typical of the model's own images (conformal p > α) and, when reference real images are
+    known, not typical of them. ``inconclusive``: typical of both. ``non-member``: otherwise.
+    """
+    p_model = calibration.p_value(score)
+    p_grubbs, grubbs_outlier = calibration.grubbs(score, alpha)
+    p_real = calibration.p_value_real(score)
+    like_model = p_model > alpha
+    like_real = p_real is not None and p_real > alpha
+    reasons = []
+    if not calibration.in_range(score):
+        reasons.append("outside_calibration_range")
+    if grubbs_outlier == like_model:
+        reasons.append("grubbs_disagrees")
+    if like_model and like_real:
+        verdict = "inconclusive"
+        reasons.append("overlaps_real_reference")
+    else:
+        verdict = "member" if like_model else "non-member"
+    return {
+        "p_value": p_model, "p_value_grubbs": p_grubbs, "grubbs_outlier": grubbs_outlier,
+        "p_value_real": p_real, "belongs": verdict == "member", "verdict": verdict, "reasons": reasons,
+    }
+
+
+class Verifier:
+    """A generator bound to its calibration: scores images and turns scores into self-contained records."""
+
+    def __init__(self, generator: Generator, calibration: Calibration, *, alpha: float = 0.05,
+                 cache_dir: str | Path | None = None) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)
+        self.generator, self.calibration, self.alpha = generator, calibration, alpha
+        self.cache = ScoreCache(generator, calibration.inversion, cache_dir)
+        self._weight_hash = calibration.weight_hash
+
+    def add_reference_real(self, paths: Sequence[str | Path], progress: bool = False) -> int:
+        """Score reference real images (cached) and use them for the second p-value; returns how many."""
+        found = find_images(paths)
+        scores = [s.score for s in score_paths(self.generator, self.calibration.inversion, found,
+                                               cache=self.cache, progress=progress)]
+        self.calibration.reference_scores = np.sort(np.array(scores))
+        self.calibration.reference_source = ",".join(str(p) for p in paths)
+        return len(scores)
+
+    def record(self, scored: ScoredImage) -> dict:
+        """The self-contained JSON record for one scored image."""
+        image = scored.image
+        record = {
+            "path": image.path, "sha256": image.sha256, "width": image.width, "height": image.height,
+            "format": image.format, "mode": image.mode,
+            "model": self.generator.id, "weight_hash": self._weight_hash, "method": METHOD,
+            "version": __version__, "score": scored.score, "alpha": self.alpha,
+            "threshold": self.calibration.threshold(self.alpha),
+        }
+        decision = decide(scored.score, self.calibration, self.alpha)
+        decision["reasons"] = list(image.reasons) + decision["reasons"]
+        record.update(decision)
+        record["seconds"] = round(scored.seconds, 4)
+        record["cached"] = scored.cached
+        return record
+
+    def verify_paths(self, paths: Sequence[str | Path], *, progress: bool = False) -> Iterator[dict]:
+        """Records for image files, in completion order; unreadable files yield ``{"path", "error"}``."""
+        errors: list[dict] = []
+        for scored in score_paths(self.generator, self.calibration.inversion, list(map(str, paths)),
+                                  cache=self.cache, progress=progress,
+                                  on_error=lambda p, m: errors.append({"path": p, "error": m})):
+            yield from errors
+            errors.clear()
+            yield self.record(scored)
+        yield from errors
+
+    def verify_tensors(self, images: torch.Tensor) -> list[dict]:
+        """Decisions for in-memory images ``[N, C, H, W]`` in [0, 1] (no file fields)."""
+        result = Inverter(self.generator, self.calibration.inversion)(images)
+        return [{"score": float(s), **decide(float(s), self.calibration, self.alpha)} for s in result.scores]

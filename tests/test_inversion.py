@@ -1,0 +1,125 @@
+"""The batched inversion engine: members reconstruct far better than non-members, and the batching is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from imgorigin.distances import l1, mse, ssim_distance
+from imgorigin.generators import ModuleGenerator
+from imgorigin.images import quantize_8bit
+from imgorigin.inversion import InversionConfig, Inverter, invert
+from tiny_models import TinyGenerator, real_like
+
+FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=16, search_candidates=8)
+
+
+@pytest.fixture(scope="module")
+def generator() -> ModuleGenerator:
+    return ModuleGenerator(TinyGenerator(seed=0), [8], id="tiny")
+
+
+def test_members_score_far_lower_than_real_like_and_other_model(generator):
+    members = quantize_8bit(generator.sample(24, seed=1))
+    twin = ModuleGenerator(TinyGenerator(seed=1), [8], id="twin")
+    others = torch.cat([real_like(12, seed=2), quantize_8bit(twin.sample(12, seed=3))])
+    scores_in = invert(generator, members, FAST).scores
+    scores_out = invert(generator, others, FAST).scores
+    labels = np.r_[np.ones(24), np.zeros(24)]
+    auroc = roc_auc_score(labels, -np.r_[scores_in, scores_out])
+    assert auroc >= 0.99
+    assert np.median(scores_in) < 1e-4 < np.median(scores_out)
+
+
+def test_score_is_independent_of_batch_composition(generator):
+    images = quantize_8bit(generator.sample(6, seed=4))
+    together = invert(generator, images, FAST).scores
+    alone = np.array([invert(generator, images[i:i + 1], FAST).scores[0] for i in range(6)])
+    np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-7)
+
+
+def test_deterministic_and_seed_dependent(generator):
+    images = real_like(4, seed=5)
+    a = invert(generator, images, FAST).scores
+    b = invert(generator, images, FAST).scores
+    c = invert(generator, images, InversionConfig(**{**FAST.to_dict(), "seed": 9})).scores
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_small_batch_size_streams_all_images_and_callback_sees_each(generator):
+    images = real_like(7, seed=6)
+    seen = []
+    cfg = InversionConfig(**{**FAST.to_dict(), "batch_size": 3})
+    result = Inverter(generator, cfg)(images, callback=lambda i, s, k: seen.append((i, s, k)))
+    assert sorted(i for i, _, _ in seen) == list(range(7))
+    assert all(result.scores[i] == s and result.steps[i] == k for i, s, k in seen)
+    assert np.all(result.steps <= cfg.steps) and np.all(np.isfinite(result.scores))
+
+
+def test_early_stopping_uses_fewer_steps_than_the_cap(generator):
+    images = quantize_8bit(generator.sample(8, seed=7))
+    cfg = InversionConfig(steps=2000, restarts=2, patience=20, batch_size=8, search_candidates=8)
+    result = invert(generator, images, cfg)
+    assert result.steps.max() < 2000
+
+
+def test_score_is_the_best_loss_of_the_returned_latent(generator):
+    images = real_like(3, seed=8)
+    result = invert(generator, images, FAST, return_latents=True)
+    with torch.no_grad():
+        recomputed = mse(generator.decode(result.latents), images).numpy()
+    np.testing.assert_allclose(recomputed, result.scores, rtol=1e-4)
+
+
+def test_more_steps_never_hurt(generator):
+    images = real_like(4, seed=10)
+    short = invert(generator, images, InversionConfig(steps=10, restarts=2, patience=10_000, init="random"))
+    long = invert(generator, images, InversionConfig(steps=200, restarts=2, patience=10_000, init="random"))
+    assert np.all(long.scores <= short.scores + 1e-9)
+
+
+def test_encoder_init_starts_at_the_encoder_output():
+    decoder = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Unflatten(1, (1, 4, 4)))
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+    with torch.no_grad():  # outputs inside (0, 1) (no clamping) and an encoder that exactly inverts them
+        decoder[0].weight.mul_(0.1)
+        decoder[0].bias.fill_(0.5)
+        w = decoder[0].weight
+        encoder[1].weight.copy_(torch.linalg.pinv(w))
+        encoder[1].bias.copy_(-torch.linalg.pinv(w) @ decoder[0].bias)
+    gen = ModuleGenerator(decoder, [4], output_range="unit", encoder=encoder)
+    z = torch.rand(3, 4) * 0.1
+    images = gen.decode(z).detach()
+    result = invert(gen, images, InversionConfig(steps=1, restarts=1, init="auto"))
+    assert result.scores.max() < 1e-10
+
+
+def test_shape_mismatch_is_a_clear_error(generator):
+    with pytest.raises(ValueError, match="do not match model tiny"):
+        invert(generator, torch.rand(2, 3, 16, 16), FAST)
+
+
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"init": "magic"}, {"distance": "nope"}, {"patience": 0}])
+def test_config_validation(bad):
+    with pytest.raises(ValueError):
+        InversionConfig(**bad)
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = InversionConfig(steps=7, lr=0.2)
+    assert InversionConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        InversionConfig.from_dict({**cfg.to_dict(), "extra": 1})
+
+
+def test_distances_hand_values():
+    a = torch.zeros(2, 1, 11, 11)
+    b = torch.full((2, 1, 11, 11), 0.5)
+    np.testing.assert_allclose(mse(a, b).numpy(), [0.25, 0.25])
+    np.testing.assert_allclose(l1(a, b).numpy(), [0.5, 0.5])
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert ssim_distance(x, x).abs().max() < 1e-5
+    assert (ssim_distance(x, x.flip(-1)) > 0.1).all()
