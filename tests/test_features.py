@@ -136,3 +136,79 @@ def test_registry_names_and_errors():
         create_backbone("resnet50")
     with pytest.raises(BackboneError, match="takes no"):
         create_backbone("spectrum:x")
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Five distinct PNGs (one a copy of another under a second name) and one corrupt file."""
+    from imgorigin.images import save_png
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    gen = torch.Generator().manual_seed(3)
+    for i in range(4):
+        save_png(torch.rand(1, 24 + 4 * i, 24, generator=gen), folder / f"img{i}.png")
+    (folder / "copy.png").write_bytes((folder / "img0.png").read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def _count_calls(backbone, monkeypatch) -> list[int]:
+    """Record the batch size of every forward pass of the backbone."""
+    calls: list[int] = []
+    original = backbone._features
+
+    def counted(batch, layers):
+        calls.append(len(batch))
+        return original(batch, layers)
+
+    monkeypatch.setattr(backbone, "_features", counted)
+    return calls
+
+
+def test_cache_second_run_never_calls_the_backbone(image_folder, tmp_path, monkeypatch):
+    from imgorigin.features import embed_paths
+    from imgorigin.images import find_images, load_image
+
+    spectrum = create_backbone("spectrum")
+    calls = _count_calls(spectrum, monkeypatch)
+    paths = find_images([image_folder])
+    assert [p.name for p in paths] == ["broken.png", "copy.png", "img0.png", "img1.png", "img2.png", "img3.png"]
+    first = embed_paths(spectrum, paths, "radial", cache_dir=tmp_path / "cache", batch_size=2, progress=False)
+    assert calls == [1, 2, 1]  # broken.png fails to load, img0.png is the same bytes as copy.png
+    assert first.paths == [str(p) for p in paths[1:]]
+    assert [(Path(p).name, "PNG" in m) for p, m in first.errors] == [("broken.png", True)]
+    expected = spectrum.embed([load_image(p, 1).tensor() for p in paths[1:]], "radial")
+    np.testing.assert_allclose(first.features, expected, rtol=1e-6)
+
+    calls.clear()
+    second = embed_paths(spectrum, paths, "radial", cache_dir=tmp_path / "cache", progress=False)
+    assert calls == []
+    assert np.array_equal(second.features, first.features) and second.paths == first.paths
+    assert second.errors == first.errors  # errors are not cached: the file is tried again
+
+    shards = list((tmp_path / "cache" / "features").glob("*/*.safetensors"))
+    assert len(shards) == 1
+    key = json.loads((shards[0].parent / "key.json").read_text())
+    assert key["backbone_id"] == "spectrum-v1" and key["layer"] == "radial" and key["dim"] == 16
+
+
+def test_cache_keys_separate_layers_and_embed_several_layers_in_one_pass(image_folder, tmp_path, monkeypatch):
+    from imgorigin.features import embed_paths, embed_paths_layers
+
+    spectrum = create_backbone("spectrum")
+    calls = _count_calls(spectrum, monkeypatch)
+    paths = sorted(image_folder.glob("img*.png"))
+    embed_paths(spectrum, paths[:2], "radial", cache_dir=tmp_path, progress=False)
+    assert calls == [2]
+    both = embed_paths_layers(spectrum, paths, ["grid", "radial"], cache_dir=tmp_path, progress=False)
+    assert calls == [2, 4]  # grid was never cached: all four images, both layers in that one pass
+    assert {k: v.shape for k, v in both.features.items()} == {"grid": (4, 1024), "radial": (4, 16)}
+    from safetensors.numpy import load_file
+
+    rows = sorted(len(load_file(f)["sha256"]) for f in tmp_path.glob("features/*/*.safetensors"))
+    assert rows == [2, 2, 4]  # radial: the first 2, then only the 2 new rows; grid: 4
+    calls.clear()
+    monkeypatch.setenv("IMGORIGIN_CACHE", str(tmp_path))
+    again = embed_paths(spectrum, paths, "grid", progress=False)  # the default cache dir follows the variable
+    assert calls == [] and np.array_equal(again.features, both.features["grid"])

@@ -1,6 +1,16 @@
 """Frozen feature extractors (backbones) by name, and an on-disk feature cache keyed by image content."""
 
 from .base import Backbone, BackboneError
+from .cache import default_cache_dir, embed_paths, embed_paths_layers
 from .registry import DEFAULT_BACKBONE, create_backbone, list_backbones
 
-__all__ = ["DEFAULT_BACKBONE", "Backbone", "BackboneError", "create_backbone", "list_backbones"]
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "Backbone",
+    "BackboneError",
+    "create_backbone",
+    "default_cache_dir",
+    "embed_paths",
+    "embed_paths_layers",
+    "list_backbones",
+]
