@@ -1,1 +1,114 @@
-"""The model zoo: small generators trained on Fashion-MNIST, shipped with the package as the benchmark."""
+"""The model zoo: small generators trained on Fashion-MNIST and shipped with the package.
+
+It is the embedded default for the demo and the benchmark for verification and attribution:
+
+======== ===================================================================================
+name     generator that verification inverts
+======== ===================================================================================
+dcgan      DCGAN generator, latent z [64]
+dcgan-twin same recipe as dcgan with another seed (the hardest case), latent z [64]
+wgangp     another GAN architecture trained with WGAN-GP, latent z [64]
+vae        VAE decoder, latent z [16] (encoder available for initialisation)
+ddpm       x_T [1, 28, 28] → deterministic DDIM chain (10 steps) → image
+ldm        AutoencoderKL decoder, scaled latent [4, 7, 7] (encoder initialisation); samples come from
+           the latent diffusion model (DDIM, 10 steps) decoded by it
+======== ===================================================================================
+
+API: :func:`list_models`, :func:`load`, :func:`sample`, :func:`train`, :func:`model_card`. Data:
+:mod:`imgorigin.zoo.data`; Fréchet distance: :mod:`imgorigin.zoo.quality`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .registry import RECIPES, Recipe, get_recipe
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "get_recipe",
+    "list_models",
+    "load",
+    "model_card",
+    "sample",
+    "train",
+    "weights_dir",
+]
+
+
+def weights_dir() -> Path:
+    """The directory of the shipped weights (one sub-folder per model, with its ``card.json``)."""
+    return Path(str(resources.files(__name__) / "weights"))
+
+
+def list_models() -> list[str]:
+    """Names of the zoo models, in a fixed order."""
+    return list(RECIPES)
+
+
+def _check_shipped(name: str, root: Path) -> None:
+    missing = [f for f in get_recipe(name).weight_files() if not (root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"zoo model {name!r}: weight file(s) {', '.join(missing)} not found under {root}; "
+            f"train them with imgorigin.zoo.train({name!r}, out_dir) and pass weights=out_dir"
+        )
+
+
+def load(name: str, device: str | torch.device = "cpu", weights: str | os.PathLike | None = None):
+    """The :class:`~imgorigin.generators.Generator` that verification inverts, in eval mode on ``device``.
+
+    ``weights``: a directory laid out like the shipped one (what :func:`train` writes); default the shipped weights.
+    """
+    recipe = get_recipe(name)
+    root = Path(weights) if weights is not None else weights_dir()
+    _check_shipped(name, root)
+    return recipe.module.load(recipe.config, root, device)
+
+
+def sample(name: str, n: int, seed: int = 0, device: str | torch.device = "cpu",
+           weights: str | os.PathLike | None = None, batch_size: int = 100) -> torch.Tensor:  # fmt: skip
+    """``n`` images ``[n, 1, 28, 28]`` in [0, 1] from the model's own sampling procedure, deterministic per seed.
+
+    For ``ldm`` the latents come from the latent diffusion model (DDIM) and are decoded by the autoencoder;
+    for the others this is ``load(name).sample(n, seed)`` (latents from the prior, then decode).
+    """
+    gen = load(name, device=device, weights=weights)
+    return gen.sample(n, seed=seed, batch_size=batch_size)
+
+
+def train(name: str, out_dir: str | os.PathLike, device: str | torch.device | None = None, *,
+          images: torch.Tensor | None = None, max_steps: int | None = None, log=None) -> dict[str, Any]:  # fmt: skip
+    """Train ``name`` from its recipe into ``out_dir/<name>/`` (the shipped layout); returns training stats.
+
+    ``device``: ``None`` picks CUDA when available. ``images`` (``[N, 1, 28, 28]`` in [0, 1]) replaces the
+    Fashion-MNIST train split (for smoke tests); ``max_steps`` caps the optimisation steps (of every stage).
+    The stats are also written to ``out_dir/<name>/training.json``. Same seed and device reproduce the
+    shipped weights up to floating-point non-determinism (bit-exactness across machines is not promised).
+    """
+    from .common import config_dict, default_log, environment, write_json
+
+    recipe = get_recipe(name)
+    out = Path(out_dir)
+    stats = recipe.module.train(recipe.config, out, device=device, images=images, max_steps=max_steps,
+                                log=log or default_log)  # fmt: skip
+    record = {"name": name, "config": config_dict(recipe.config), "training": stats, "environment": environment()}
+    write_json(out / name / "training.json", record)
+    return stats
+
+
+def model_card(name: str) -> dict[str, Any]:
+    """The shipped model card: architecture, parameters, training (steps, time, seed, device), weights
+    (files, bytes, sha256), sampling procedure and sample quality (Fréchet distance to the test split)."""
+    get_recipe(name)
+    path = weights_dir() / name / "card.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card for {name!r} at {path}")
+    return json.loads(path.read_text())

@@ -1,0 +1,283 @@
+"""Maintainer tool: train a zoo model into the package, write its model card, contact sheet and FD.
+
+    python -m imgorigin.zoo.build train NAME [--device cpu] [--threads 1]   # weights + card + contact sheet
+    python -m imgorigin.zoo.build card NAME                                 # card + markdown from files
+    python -m imgorigin.zoo.build sheet NAME|real                          # docs/zoo/NAME.png
+    python -m imgorigin.zoo.build fd NAME... [--n 5000]                     # Fréchet distance into the cards
+
+The user-facing API is :func:`imgorigin.zoo.train` (any output directory); this module is what produced the
+shipped files, so the numbers in the cards (training time, FD) can be re-measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import get_recipe, list_models, load, sample, weights_dir
+from .common import config_dict, environment, sha256_file, write_json
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DOCS_DIR = REPO_ROOT / "docs" / "zoo"
+SHEET_SEED = 0
+FD_SEED = 1000
+FD_SAMPLES = 5000
+
+REPRODUCIBILITY = (
+    "Everything is seeded (torch.manual_seed and explicit torch.Generator objects for data order, latents and "
+    "noise), so `imgorigin zoo train NAME` re-runs this recipe exactly; results are bit-identical only on the "
+    "same hardware, thread count and library versions (floating-point reductions differ across machines)."
+)
+
+
+def contact_sheet(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 3, pad: int = 2) -> Path:
+    """Save images ``[N, 1, H, W]`` in [0, 1] as an ``nrow``-wide grid PNG, upscaled ``scale``× (nearest)."""
+    from PIL import Image
+
+    x = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, 0]
+    n, h, w = x.shape
+    rows = (n + nrow - 1) // nrow
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+    return path
+
+
+def write_sheet(name: str) -> Path:
+    if name == "real":
+        from .data import subset_images
+
+        return contact_sheet(subset_images()[:64], DOCS_DIR / "real.png")
+    return contact_sheet(sample(name, 64, seed=SHEET_SEED), DOCS_DIR / f"{name}.png")
+
+
+def card_path(name: str) -> Path:
+    return weights_dir() / name / "card.json"
+
+
+def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble the card from the recipe, the weight files and the training record (kept from the old card)."""
+    recipe = get_recipe(name)
+    old = json.loads(card_path(name).read_text()) if card_path(name).is_file() else {}
+    record = training or old.get("training")
+    gen = load(name)
+    cfg = recipe.config
+    files = []
+    for rel in recipe.weight_files():
+        p = weights_dir() / rel
+        files.append({"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    folder_bytes = sum(p.stat().st_size for p in (weights_dir() / name).rglob("*") if p.is_file())
+    card: dict[str, Any] = {
+        "name": name,
+        "family": recipe.family,
+        "summary": recipe.summary,
+        "generator": {
+            "class": type(gen).__name__,
+            "id": gen.id,
+            "latent_shape": list(gen.latent_shape),
+            "image_shape": list(gen.image_shape),
+            "output_range": "[0, 1]",
+            "has_encoder": gen.has_encoder,
+            "parameters": (record or {}).get("training", {}).get("parameters"),
+            "weight_hash": gen.weight_hash(),
+        },
+        "sampling": sampling_description(name),
+        "seed": cfg.seed,
+        "config": config_dict(cfg),
+        "training": record,
+        "weights": {"files": files, "folder_bytes": folder_bytes},
+        "quality": old.get("quality"),
+        "data": {
+            "train": "Fashion-MNIST train split (60 000 images), Debian package dataset-fashion-mnist, MIT",
+            "reference": "Fashion-MNIST test split (10 000 images), never used for training",
+        },
+        "reproducibility": REPRODUCIBILITY,
+    }
+    write_json(card_path(name), card)
+    write_markdown(card)
+    return card
+
+
+def sampling_description(name: str) -> dict[str, Any]:
+    cfg = get_recipe(name).config
+    if name == "ddpm":
+        return {"procedure": "x_T ~ N(0, I) [1, 28, 28] → deterministic DDIM (eta = 0, trailing spacing) → image",
+                "num_inference_steps": cfg.num_inference_steps, "num_train_timesteps": cfg.num_train_timesteps}
+    if name == "ldm":
+        return {"procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing) → scaled latent "
+                             "→ AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
+                             "the decoder only, initialised from the encoder's posterior mean",
+                "num_inference_steps": cfg.num_inference_steps, "num_train_timesteps": cfg.num_train_timesteps}
+    return {"procedure": "z ~ N(0, I) → generator(z) → image", "num_inference_steps": None}
+# fmt: skip
+
+
+def _fmt_int(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def write_markdown(card: dict[str, Any]) -> Path:
+    name = card["name"]
+    t = (card.get("training") or {}).get("training", {})
+    env = (card.get("training") or {}).get("environment", {})
+    q = card.get("quality") or {}
+    g = card["generator"]
+    lines = [
+        f"# Zoo model `{name}`",
+        "",
+        f"{card['summary']} ({card['family']}).",
+        "",
+        f"![64 samples of {name} (seed {SHEET_SEED})]({name}.png)",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| generator inverted by verification | `{g['class']}`, latent shape `{tuple(g['latent_shape'])}` → "
+        f"image `{tuple(g['image_shape'])}` in [0, 1]; encoder initialisation: {'yes' if g['has_encoder'] else 'no'} |",
+        f"| parameters (generator) | {_fmt_int(g.get('parameters'))} |",
+    ]
+    for key, label in (("discriminator_parameters", "discriminator"), ("critic_parameters", "critic"),
+                       ("encoder_parameters", "encoder"), ("autoencoder_parameters", "autoencoder (all)"),
+                       ("latent_unet_parameters", "latent UNet")):  # fmt: skip
+        if key in t:
+            lines.append(f"| parameters ({label}, training only{' / sampling' if 'unet' in key else ''}) | "
+                         f"{_fmt_int(t[key])} |")  # fmt: skip
+    s = card["sampling"]
+    lines.append(f"| sampling | {s['procedure']}" + (f"; **{s['num_inference_steps']} DDIM steps**" if
+                                                     s.get("num_inference_steps") else "") + " |")
+    if t:
+        if "autoencoder" in t:
+            lines.append(f"| training | autoencoder {t['autoencoder']['steps']} steps "
+                         f"({t['autoencoder']['epochs']:.2f} epochs, {t['autoencoder']['seconds']:.0f} s) + latent "
+                         f"diffusion {t['latent_diffusion']['steps']} steps ({t['latent_diffusion']['epochs']:.2f} "
+                         f"epochs, {t['latent_diffusion']['seconds']:.0f} s) |")  # fmt: skip
+        else:
+            lines.append(f"| training | {t['steps']} steps, {t['epochs']:.2f} epochs of the 60k train split |")
+        lines.append(f"| training time (measured here) | {t['seconds'] / 60:.1f} min on `{t['device']}` "
+                     f"({env.get('cpu_count')} CPU cores shared with other jobs, {env.get('torch_threads')} torch "
+                     f"thread(s), torch {env.get('torch')}) |")  # fmt: skip
+    lines.append(f"| seed | {card['seed']} |")
+    if q:
+        lines.append(f"| sample quality | Fréchet distance **{q['fd']:.2f}** between {q['n_samples']} samples "
+                     f"(seed {q['seed']}) and the {q['n_reference']} test images on {q['backbone']} "
+                     f"`{q['layer']}` features (real train vs test: {q['fd_train_vs_test']:.2f}) |")  # fmt: skip
+    else:
+        lines.append("| sample quality | not measured yet |")
+    for f in card["weights"]["files"]:
+        lines.append(f"| weights `{f['path']}` | {f['bytes']:,} bytes, sha256 `{f['sha256']}` |")
+    lines += ["", "## Hyper-parameters", "", "```json", json.dumps(card["config"], indent=2), "```", "",
+              "## Reproducing", "", "```python", "import imgorigin.zoo as zoo",
+              f"zoo.train({name!r}, 'out_dir', device='cpu')  # or 'cuda'", "```", "", card["reproducibility"], ""]
+    path = DOCS_DIR / f"{name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def cmd_train(name: str, device: str, threads: int | None) -> None:
+    from . import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    stats = train(name, weights_dir(), device=device)
+    record = json.loads((weights_dir() / name / "training.json").read_text())
+    (weights_dir() / name / "training.json").unlink()
+    record["started_utc"] = started
+    record["environment"] = environment()
+    build_card(name, record)
+    write_sheet(name)
+    print(json.dumps(stats, indent=2))
+
+
+def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from .data import test_images, train_images
+    from .quality import gaussian_stats, image_features
+
+    key = f"{backbone.id}-{layer}"
+    f = cache / f"fmnist-test-{key}.npz"
+    if f.is_file():
+        with np.load(f) as z:
+            return z["mu"], z["sigma"], z["train_mu_sigma"]
+    t = time.perf_counter()
+    mu, sigma = gaussian_stats(image_features(test_images(), backbone, layer))
+    g = torch.Generator().manual_seed(0)
+    tr = train_images()
+    tr = tr[torch.randperm(tr.shape[0], generator=g)[:FD_SAMPLES]]
+    tmu, tsig = gaussian_stats(image_features(tr, backbone, layer))
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, mu=mu, sigma=sigma, train_mu_sigma=np.concatenate([tmu[None], tsig]))
+    print(f"test-split features in {time.perf_counter() - t:.0f}s", flush=True)
+    return mu, sigma, np.concatenate([tmu[None], tsig])
+
+
+def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
+    from ..features import create_backbone
+    from .quality import FD_BACKBONE, FD_LAYER, frechet_distance, gaussian_stats, image_features
+
+    if threads:
+        torch.set_num_threads(threads)
+    backbone = create_backbone(FD_BACKBONE)
+    mu, sigma, train_ms = _test_stats(backbone, FD_LAYER, cache)
+    fd_train = frechet_distance(train_ms[0], train_ms[1:], mu, sigma)
+    for name in names:
+        t = time.perf_counter()
+        images = sample(name, n, seed=FD_SEED)
+        t_sample = time.perf_counter() - t
+        smu, ssig = gaussian_stats(image_features(images, backbone, FD_LAYER))
+        fd = frechet_distance(smu, ssig, mu, sigma)
+        card = json.loads(card_path(name).read_text())
+        card["quality"] = {
+            "fd": fd, "n_samples": n, "seed": FD_SEED, "n_reference": 10000, "reference": "Fashion-MNIST test split",
+            "backbone": backbone.id, "layer": FD_LAYER, "preprocess": backbone.preprocess_id,
+            "fd_train_vs_test": fd_train, "fd_train_vs_test_note": f"{FD_SAMPLES} random train images vs the test split",
+            "sampling_seconds": t_sample,
+        }  # fmt: skip
+        write_json(card_path(name), card)
+        write_markdown(card)
+        print(f"{name}: FD {fd:.3f} (train-vs-test {fd_train:.3f}); sampling {t_sample:.0f}s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m imgorigin.zoo.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("name", choices=list_models())
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p = sub.add_parser("card")
+    p.add_argument("names", nargs="+")
+    p = sub.add_parser("sheet")
+    p.add_argument("names", nargs="+")
+    p = sub.add_parser("fd")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--n", type=int, default=FD_SAMPLES)
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "imgorigin" / "zoo-fd")
+    p.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.cmd == "train":
+        cmd_train(a.name, a.device, a.threads)
+    elif a.cmd == "card":
+        for name in a.names:
+            build_card(name)
+    elif a.cmd == "sheet":
+        for name in a.names:
+            print(write_sheet(name))
+    elif a.cmd == "fd":
+        cmd_fd(a.names, a.n, a.cache, a.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

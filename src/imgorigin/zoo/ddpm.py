@@ -1,0 +1,223 @@
+"""``ddpm``: pixel-space diffusion — a small diffusers ``UNet2DModel`` on 28×28, sampled by deterministic DDIM.
+
+Training: the standard DDPM ε-prediction objective (1000-step linear β schedule) on Fashion-MNIST scaled to
+[-1, 1], AdamW with warm-up + cosine decay, EMA of the weights (the EMA weights are shipped).
+Generator for verification: x_T ~ N(0, I) [1, 28, 28] → ``num_inference_steps`` deterministic DDIM steps
+(η = 0, "trailing" timestep spacing, so the first step starts at t = 999) → image in [-1, 1] → [0, 1].
+
+Shipped as diffusers folders: ``weights/ddpm/unet`` (``UNet2DModel``) and ``weights/ddpm/scheduler``
+(``DDIMScheduler``), plus ``model_index.json`` so the folder also loads as a diffusers ``DDIMPipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .common import (
+    EMA,
+    Log,
+    Timer,
+    count_parameters,
+    default_log,
+    load_training_images,
+    minibatches,
+    resolve_device,
+    seed_everything,
+    warmup_cosine,
+)
+
+FAMILY = "pixel diffusion (DDPM objective, DDIM sampler)"
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    name: str = "ddpm"
+    seed: int = 3
+    # UNet2DModel
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
+    up_block_types: tuple[str, ...] = ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    attention_head_dim: int = 32
+    # diffusion
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    num_inference_steps: int = 10
+    timestep_spacing: str = "trailing"
+    # optimisation
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    extra: dict = field(default_factory=dict)
+
+
+def build_unet(cfg: DDPMConfig):
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=cfg.layers_per_block,
+        block_out_channels=tuple(cfg.block_out_channels),
+        down_block_types=tuple(cfg.down_block_types),
+        up_block_types=tuple(cfg.up_block_types),
+        norm_num_groups=cfg.norm_num_groups,
+        attention_head_dim=cfg.attention_head_dim,
+    )
+
+
+def build_train_scheduler(num_train_timesteps: int, beta_schedule: str, beta_start: float, beta_end: float):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule=beta_schedule,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        prediction_type="epsilon",
+    )
+
+
+def build_ddim_scheduler(num_train_timesteps: int, beta_schedule: str, beta_start: float, beta_end: float,
+                         timestep_spacing: str):  # fmt: skip
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule=beta_schedule,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        prediction_type="epsilon",
+        clip_sample=True,
+        clip_sample_range=1.0,
+        set_alpha_to_one=True,
+        timestep_spacing=timestep_spacing,
+    )
+
+
+def diffusion_loss(unet, scheduler, x0: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """ε-prediction MSE at uniformly drawn timesteps (noise and timesteps drawn from ``rng`` on the CPU)."""
+    b = x0.shape[0]
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=rng)
+    noise = torch.randn(x0.shape, generator=rng)
+    t, noise = t.to(x0.device), noise.to(x0.device)
+    xt = scheduler.add_noise(x0, noise, t)
+    return F.mse_loss(unet(xt, t).sample, noise)
+
+
+@torch.no_grad()
+def ddim_sample(unet, scheduler, x_t: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) from ``x_t`` to x_0; returns the model's raw output range ([-1, 1])."""
+    scheduler.set_timesteps(num_inference_steps, device=x_t.device)
+    x = x_t
+    for t in scheduler.timesteps:
+        eps = unet(x, t).sample
+        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+    return x
+
+
+def train_diffusion(unet, scheduler, data: torch.Tensor, cfg, device: torch.device, rng: torch.Generator,
+                    steps: int, log: Log, tag: str) -> tuple[EMA, dict]:  # fmt: skip
+    """The shared diffusion training loop (pixel ``ddpm`` and the latent model of ``ldm``)."""
+    unet.to(device).train()
+    ema = EMA(unet, cfg.ema_decay)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, cfg.warmup))
+    batches = minibatches(data, cfg.batch_size, rng, device)
+    timer, running = Timer(), 0.0
+    for step in range(steps):
+        loss = diffusion_loss(unet, scheduler, next(batches), rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update(unet)
+        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"[{tag}] step {step + 1}/{steps} loss {running:.4f} lr {sched.get_last_lr()[0]:.2e} "
+                f"{timer.seconds:.0f}s")  # fmt: skip
+    stats = {"steps": steps, "epochs": steps * cfg.batch_size / data.shape[0], "seconds": timer.seconds,
+             "final_loss": running}  # fmt: skip
+    return ema, stats
+
+
+def train(cfg: DDPMConfig, out_dir: str | Path, device: str | torch.device | None = None,
+          images: torch.Tensor | None = None, max_steps: int | None = None, log: Log = default_log) -> dict:  # fmt: skip
+    """Train the recipe and write the diffusers folders under ``out_dir / cfg.name``; returns training stats."""
+    device = resolve_device(device)
+    rng = seed_everything(cfg.seed)
+    data = load_training_images(images) * 2 - 1
+    unet = build_unet(cfg)
+    train_sched = build_train_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end)
+    steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    ema, stats = train_diffusion(unet, train_sched, data, cfg, device, rng, steps, log, cfg.name)
+    save(cfg, ema.module, Path(out_dir))
+    stats.update(parameters=count_parameters(unet), device=str(device))
+    return stats
+
+
+def save(cfg: DDPMConfig, unet, out_dir: Path) -> None:
+    import diffusers
+
+    root = out_dir / cfg.name
+    unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
+    ddim = build_ddim_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end,
+                                cfg.timestep_spacing)  # fmt: skip
+    ddim.save_pretrained(root / "scheduler")
+    index = {
+        "_class_name": "DDIMPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+    }
+    (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def weight_files(cfg: DDPMConfig) -> list[str]:
+    return [f"{cfg.name}/unet/diffusion_pytorch_model.safetensors"]
+
+
+def load_components(cfg: DDPMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    root = Path(weights_dir) / cfg.name
+    unet = UNet2DModel.from_pretrained(root / "unet", low_cpu_mem_usage=False).to(device).eval()
+    scheduler = DDIMScheduler.from_pretrained(root / "scheduler")
+    return unet, scheduler
+
+
+def load(cfg: DDPMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
+    from ..generators.ddim import DDIMGenerator
+
+    unet, scheduler = load_components(cfg, weights_dir, device)
+    gen = DDIMGenerator(unet, scheduler, num_inference_steps=cfg.num_inference_steps, id=f"zoo:{cfg.name}")
+    return gen.to(device).eval()
+
+
+@torch.no_grad()
+def sample_direct(cfg: DDPMConfig, weights_dir: Path, n: int, seed: int, device: str | torch.device = "cpu",
+                  batch_size: int = 256) -> torch.Tensor:  # fmt: skip
+    """Samples without the generator adapter (same latents as ``load(...).sample``): x_T ~ N(0, I) from ``seed``."""
+    unet, scheduler = load_components(cfg, weights_dir, device)
+    x_t = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
+    out = [
+        ((ddim_sample(unet, scheduler, x_t[i : i + batch_size].to(device), cfg.num_inference_steps) + 1) / 2)
+        .clamp(0, 1)
+        .cpu()
+        for i in range(0, n, batch_size)
+    ]
+    return torch.cat(out)

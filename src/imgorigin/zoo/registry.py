@@ -1,0 +1,62 @@
+"""The zoo's models by name: each name is one recipe module (the family) plus one frozen config."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from .dcgan import DCGANConfig
+from .ddpm import DDPMConfig
+from .ldm import LDMConfig
+from .vae import VAEConfig
+from .wgangp import WGANGPConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A zoo entry: the recipe module (``train``, ``load``, ``weight_files``) and its hyper-parameters."""
+
+    name: str
+    module_name: str
+    config: Any
+    summary: str
+
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(f"{__package__}.{self.module_name}")
+
+    @property
+    def family(self) -> str:
+        return self.module.FAMILY
+
+    def weight_files(self) -> list[str]:
+        return self.module.weight_files(self.config)
+
+
+#: The model names are part of the interface (CLI, benchmarks, calibration files refer to them).
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("dcgan", "dcgan", DCGANConfig(name="dcgan", seed=0),
+               "DCGAN, z ∈ R^64, transposed convolutions + BatchNorm, tanh output"),
+        Recipe("dcgan-twin", "dcgan", DCGANConfig(name="dcgan-twin", seed=1),
+               "the dcgan recipe with another seed: same architecture and data, different weights"),
+        Recipe("wgangp", "wgangp", WGANGPConfig(),
+               "a different GAN architecture (linear + upsample-convolutions) trained with WGAN-GP, z ∈ R^64"),
+        Recipe("vae", "vae", VAEConfig(),
+               "convolutional VAE; the generator is the decoder, z ∈ R^16; encoder kept for initialisation"),
+        Recipe("ddpm", "ddpm", DDPMConfig(),
+               "pixel diffusion, diffusers UNet2DModel on 28×28; generator x_T → 10-step deterministic DDIM"),
+        Recipe("ldm", "ldm", LDMConfig(),
+               "latent diffusion: AutoencoderKL 28×28 → 4×7×7 + latent UNet2DModel; generator = the decoder"),
+    )
+}  # fmt: skip
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise KeyError(f"unknown zoo model {name!r}; available: {', '.join(RECIPES)}") from None
