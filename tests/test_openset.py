@@ -1,0 +1,140 @@
+"""Open-set classifiers on synthetic features: few shots, rejection scores, thresholds, persistence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from imgorigin.metrics import auroc, closed_set_accuracy
+from imgorigin.openset import KNN_TEMPERATURE, REJECTIONS, KNNClassifier, LinearProbe, load_classifier
+
+DIM = 16
+CENTRES = np.random.default_rng(0).normal(0, 2.0, (6, DIM))  # classes a, b, c, d known; 4 and 5 unknown
+
+
+def blobs(shots: int, seed: int, classes: str = "abcd") -> tuple[np.ndarray, np.ndarray]:
+    """``shots`` points per class around that class's centre (unit noise)."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([CENTRES["abcdef".index(c)] + rng.normal(0, 1, (shots, DIM)) for c in classes])
+    return x, np.repeat(np.array(list(classes)), shots)
+
+
+X_TEST, Y_TEST = blobs(100, seed=1)
+X_UNKNOWN, _ = blobs(100, seed=2, classes="ef")
+FAST_CS = (1e-4, 1e-2, 1.0, 1e2)
+
+
+@pytest.mark.parametrize("shots", [1, 5, 10])
+@pytest.mark.parametrize("make", [lambda r: LinearProbe(Cs=FAST_CS, rejection=r), lambda r: KNNClassifier(rejection=r)],
+                         ids=["linear", "knn"])
+def test_few_shot_attribution_and_rejection(make, shots):
+    x, y = blobs(shots, seed=3)
+    clf = make("knn").fit(x, y)
+    assert closed_set_accuracy(Y_TEST, clf.predict_closed_set(X_TEST)) >= 0.97
+    assert auroc(clf.score_samples(X_TEST), clf.score_samples(X_UNKNOWN)) >= 0.97
+    assert clf.predict_proba(X_TEST).shape == (400, 4)
+    np.testing.assert_allclose(clf.predict_proba(X_TEST).sum(axis=1), 1.0)
+    if shots == 1:
+        assert "single image" in clf.selection_ and clf.threshold_ == -math.inf
+        assert set(clf.predict(X_UNKNOWN)) <= set("abcd")  # no threshold: nothing rejected until one is set
+        with pytest.raises(ValueError, match="single image"):
+            clf.set_accept_rate(0.9)
+    else:
+        assert "held out as unknown" in clf.selection_
+        predicted = clf.predict(np.concatenate([X_TEST, X_UNKNOWN]))
+        assert np.mean(predicted[:400] == Y_TEST) >= 0.8  # most knowns accepted and right
+        assert np.mean(predicted[400:] == "unknown") >= 0.8  # most unknowns rejected
+
+
+def test_threshold_accepts_the_stated_fraction_of_validation_scores():
+    x, y = blobs(10, seed=4)
+    clf = LinearProbe(Cs=FAST_CS, rejection="mahalanobis").fit(x, y)
+    scores = np.sort(clf.validation_scores_)
+    assert len(scores) == 40  # out-of-fold: every known training image scored by a model that did not see it
+    assert clf.threshold_ == scores[2]  # floor(5 % of 40) = 2 lowest rejected
+    assert np.mean(clf.validation_scores_ >= clf.threshold_) == 0.95
+    clf.set_accept_rate(0.5)
+    assert clf.threshold_ == scores[20] and clf.accept_rate == 0.5
+    # on fresh known images the acceptance is close to the stated rate
+    x50, y50 = blobs(50, seed=5)
+    fitted = LinearProbe(Cs=FAST_CS, rejection="mahalanobis").fit(x50, y50)
+    assert abs(np.mean(fitted.score_samples(X_TEST) >= fitted.threshold_) - 0.95) < 0.04
+
+
+def test_all_rejection_scores_rank_knowns_above_unknowns():
+    x, y = blobs(20, seed=6)
+    for rejection in REJECTIONS:
+        clf = LinearProbe(Cs=(1.0,), rejection=rejection).fit(x, y)
+        known, unknown = clf.score_samples(X_TEST), clf.score_samples(X_UNKNOWN)
+        assert auroc(known, unknown) > 0.85, rejection
+    logits = clf.decision_function(X_TEST[:3])
+    np.testing.assert_allclose(LinearProbe(Cs=(1.0,), rejection="energy").fit(x, y).score_samples(X_TEST[:3]),
+                               np.log(np.exp(logits).sum(axis=1)))
+
+
+def test_knn_votes_by_hand():
+    # a at (1, 0) twice, b at (0, 1) twice (cosine ignores length); k = 2.  Query (5, 0): both a images at
+    # similarity 1 are the neighbours -> votes a = 2 e^(1/0.07), b = 0 -> probabilities (1, 0)
+    x = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    clf = KNNClassifier(ks=(2,), rejection="maxlogit").fit(x, np.array(["a", "a", "b", "b"]))
+    assert clf.param_ == 2
+    proba = clf.predict_proba(np.array([[5.0, 0.0], [1.0, 0.2]]))
+    np.testing.assert_allclose(proba[0], [1.0, 0.0], atol=1e-300)
+    # (1, 0.2): cos to a = 0.9806, to b = 0.1961; k = 2 takes both a -> votes a = 2 exp(0.9806 / 0.07)
+    assert clf.score_samples(np.array([[1.0, 0.2]]))[0] == pytest.approx(math.log(2) + 0.98058 / KNN_TEMPERATURE,
+                                                                          abs=1e-4)
+
+
+def test_validation_unknowns_and_two_classes():
+    x, y = blobs(10, seed=7, classes="ab")
+    clf = LinearProbe(Cs=FAST_CS).fit(x, y)
+    assert "closed-set validation accuracy" in clf.selection_
+    with_unknowns = LinearProbe(Cs=FAST_CS).fit(x, y, X_unknown=blobs(5, seed=8, classes="e")[0])
+    assert "given unknowns" in with_unknowns.selection_
+    assert [r["param"] for r in with_unknowns.validation_] == list(FAST_CS)
+    # two classes keep a softmax over two logits, equal to scikit-learn's binary probabilities
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    reference = LogisticRegression(C=clf.param_, solver="newton-cg", max_iter=1000).fit((x - mean) / scale, y)
+    np.testing.assert_allclose(clf.predict_proba(X_TEST[:5]), reference.predict_proba((X_TEST[:5] - mean) / scale),
+                               atol=1e-6)
+
+
+def test_score_is_open_set_accuracy():
+    x, y = blobs(10, seed=9)
+    clf = KNNClassifier(rejection="knn").fit(x, y)
+    labels = np.concatenate([Y_TEST, np.full(200, "e")])  # any label outside the classes means "unknown"
+    features = np.concatenate([X_TEST, X_UNKNOWN])
+    expected = np.mean(clf.predict(features) == np.where(np.isin(labels, list("abcd")), labels, "unknown"))
+    assert clf.score(features, labels) == pytest.approx(expected) and expected > 0.85
+
+
+@pytest.mark.parametrize("make", [lambda: LinearProbe(Cs=FAST_CS, rejection="mahalanobis"),
+                                  lambda: KNNClassifier(rejection="energy")], ids=["linear", "knn"])
+def test_save_and_load_round_trip(make, tmp_path):
+    x, y = blobs(5, seed=10)
+    clf = make().fit(x, y)
+    clf.metadata = {"backbone": "spectrum", "layer": "grid"}
+    clf.save(tmp_path / "clf")
+    assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["classifier.json", "weights.safetensors"]
+    loaded = load_classifier(tmp_path / "clf")
+    assert loaded.metadata == clf.metadata and list(loaded.classes_) == list("abcd")
+    assert loaded.threshold_ == clf.threshold_ and loaded.selection_ == clf.selection_
+    np.testing.assert_array_equal(loaded.predict_proba(X_TEST), clf.predict_proba(X_TEST))
+    np.testing.assert_array_equal(loaded.score_samples(X_UNKNOWN), clf.score_samples(X_UNKNOWN))
+    np.testing.assert_array_equal(loaded.predict(X_UNKNOWN), clf.predict(X_UNKNOWN))
+    loaded.set_accept_rate(0.8)  # the validation scores travel with the classifier
+    assert loaded.threshold_ >= clf.threshold_
+
+
+def test_input_checks():
+    x, y = blobs(3, seed=11, classes="ab")
+    with pytest.raises(ValueError, match="reserved"):
+        LinearProbe().fit(x, np.where(y == "a", "unknown", y))
+    with pytest.raises(ValueError, match="two known classes"):
+        LinearProbe().fit(x[:3], y[:3])
+    with pytest.raises(ValueError, match="rejection"):
+        LinearProbe(rejection="odin")
