@@ -1,0 +1,350 @@
+"""``imgorigin fit``, ``attribute``, ``evaluate`` and ``bench attribute``: open-set attribution from features."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from .common import DeviceOpt, fail, progress_enabled, resolve_device
+
+# Spelled out rather than imported from imgorigin.openset, which would load scikit-learn for every command.
+Classifier = Enum("Classifier", {"linear": "linear", "knn": "knn"}, type=str)
+Rejection = Enum("Rejection", {name: name for name in ("msp", "maxlogit", "energy", "mahalanobis", "knn")},
+                 type=str)
+
+CacheOpt = Annotated[Path | None, typer.Option(help="Feature cache folder (default $IMGORIGIN_CACHE or "
+                                                    "~/.cache/imgorigin).")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Images per forward pass of the backbone.")]
+BackboneOverrideOpt = Annotated[str | None, typer.Option(
+    "--backbone", help="Load the classifier's backbone from here instead (e.g. clip:NEW_DIR after moving "
+    "the model); its weights must be the ones the classifier was fitted on.")]
+ThresholdOpt = Annotated[float | None, typer.Option(
+    help="Rejection threshold to use instead of the classifier's own (scores below it are 'unknown').")]
+
+
+def _class_folders(root: Path) -> dict[str, list[Path]]:
+    """Images of each class: one label per non-hidden sub-folder of root (searched recursively)."""
+    from ..images import ImageError, find_images
+
+    if not root.is_dir():
+        fail(f"{root} is not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        classes = {folder.name: find_images([folder]) for folder in folders}
+    except ImageError as exc:
+        fail(str(exc))
+    classes = {label: paths for label, paths in classes.items() if paths}
+    if not classes:
+        fail(f"{root} has no sub-folder with images: put each known source's images in a folder named after it")
+    return classes
+
+
+def _backbone(name: str, device: str, expected_id: str | None = None):
+    """Create a backbone, turning a missing model or a weights mismatch into a clean exit."""
+    from ..features import BackboneError, create_backbone
+
+    try:
+        backbone = create_backbone(name, device=resolve_device(device))
+    except BackboneError as exc:
+        fail(str(exc))
+    if expected_id is not None and backbone.id != expected_id:
+        fail(f"backbone {name!r} has weights {backbone.id}, but the classifier was fitted on {expected_id}")
+    return backbone
+
+
+def _embed(backbone, paths: list[Path], layer: str, cache_dir: Path | None, batch_size: int):
+    """Features through the cache, with unreadable images reported on stderr and returned as errors."""
+    from ..features import embed_paths
+
+    result = embed_paths(backbone, paths, layer, cache_dir=cache_dir, batch_size=batch_size,
+                         progress=progress_enabled())
+    for path, message in result.errors:
+        typer.echo(f"warning: skipped {path}: {message}", err=True)
+    return result
+
+
+def _load_classifier(path: Path, threshold: float | None):
+    """A saved classifier, with an optional threshold override."""
+    from ..openset import load_classifier
+
+    try:
+        classifier = load_classifier(path)
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"cannot read classifier {path}: {exc}")
+    if threshold is not None:
+        classifier.threshold_ = threshold
+    return classifier
+
+
+def fit(
+    train_dir: Annotated[Path, typer.Argument(help="Folder with one sub-folder of images per known source, "
+                                                   "named after it ('real' is an ordinary class).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the classifier to "
+                                                          "(classifier.json + weights.safetensors).")],
+    backbone: Annotated[str, typer.Option(help="Feature extractor: efficientnet-lite0 (shipped), spectrum, "
+                                               "clip:DIR or dinov2:DIR (local model folder or offline HF "
+                                               "cache id).")] = "efficientnet-lite0",
+    layer: Annotated[str | None, typer.Option(help="Backbone layer to take features from (block index or "
+                                                   "stage name); default: the backbone's own.")] = None,
+    classifier: Annotated[Classifier, typer.Option(help="linear: logistic-regression probe; knn: cosine "
+                                                        "k-nearest neighbours.")] = Classifier.linear,
+    rejection: Annotated[Rejection, typer.Option(help="Score that decides 'unknown': msp (max softmax "
+                                                      "probability), maxlogit, energy, mahalanobis, knn "
+                                                      "(nearest training image).")] = Rejection.msp,
+    accept_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of known images the "
+                                                "threshold accepts (set on held-out known images).")] = 0.95,
+    val_unknown: Annotated[list[Path] | None, typer.Option(
+        "--val-unknown", help="Images of sources outside the known ones (files or folders), used only to "
+                              "choose hyper-parameters; never the images you will test on.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the validation split and folds.")] = 0,
+    batch_size: BatchOpt = 64,
+    cache_dir: CacheOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Fit an open-set classifier on labelled folders: features from a frozen backbone + a light classifier."""
+    from ..images import ImageError, find_images
+    from ..openset import CLASSIFIERS
+
+    classes = _class_folders(train_dir)
+    extractor = _backbone(backbone, device)
+    try:
+        layer_name = extractor.resolve_layer(layer)
+        unknown_paths = find_images(val_unknown or [])
+    except (ValueError, ImageError) as exc:
+        fail(str(exc))
+    label_of = {str(p): label for label, paths in classes.items() for p in paths}
+    known = _embed(extractor, [p for paths in classes.values() for p in paths], layer_name, cache_dir, batch_size)
+    unknown = _embed(extractor, unknown_paths, layer_name, cache_dir, batch_size) if unknown_paths else None
+    labels = np.array([label_of[p] for p in known.paths])
+    model = CLASSIFIERS[classifier.value](rejection=rejection.value, accept_rate=accept_rate, random_state=seed)
+    try:
+        model.fit(known.features, labels, X_unknown=None if unknown is None else unknown.features)
+    except ValueError as exc:
+        fail(str(exc))
+    counts = Counter(labels.tolist())
+    model.metadata = {
+        "backbone": extractor.name, "backbone_id": extractor.id, "layer": layer_name,
+        "preprocess": extractor.preprocess_id, "train_dir": str(train_dir),
+        "train_counts": {label: counts[label] for label in model.classes_},
+        "val_unknown_images": 0 if unknown is None else len(unknown.paths),
+        "errors": [{"path": p, "error": m} for p, m in known.errors],
+    }
+    model.save(out)
+    typer.echo(f"fitted {classifier.value} ({rejection.value}) on {len(labels)} images of {len(counts)} classes "
+               f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) with {extractor.id} layer "
+               f"{layer_name}; {model.selection_}; threshold {model.threshold_:.4g} "
+               f"({model.threshold_source_}) -> {out}", err=True)
+
+
+def attribute(
+    classifier_dir: Annotated[Path, typer.Argument(metavar="CLF", help="Classifier folder written by "
+                                                                       "`imgorigin fit`.")],
+    paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON-lines file (default: stdout). "
+                                                "An existing file is resumed: answered paths are skipped.")] = None,
+    threshold: ThresholdOpt = None,
+    backbone: BackboneOverrideOpt = None,
+    batch_size: BatchOpt = 64,
+    cache_dir: CacheOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Attribute each image to a known source or 'unknown'; one JSON record per image.
+
+    Record: path, sha256, label ('unknown' when rejected), known, confidence (probability of the most
+    likely known source), scores (probability per known source), best_known, rejection score and
+    threshold. Exit status 1 when some images could not be read (their records hold "error").
+    """
+    from ..features.cache import file_sha256
+    from ..images import ImageError, find_images
+    from ..records import RecordWriter
+
+    model = _load_classifier(classifier_dir, threshold)
+    meta = model.metadata
+    extractor = _backbone(backbone or meta["backbone"], device, meta["backbone_id"])
+    try:
+        found = find_images(paths)
+    except ImageError as exc:
+        fail(str(exc))
+    with RecordWriter(output) as writer:
+        todo = [p for p in found if str(p) not in writer.done]
+        if len(todo) < len(found):
+            typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
+        result = _embed(extractor, todo, meta["layer"], cache_dir, batch_size)
+        records = dict(_attribution_records(model, result.features, result.paths, file_sha256))
+        records |= {path: {"path": path, "error": message} for path, message in result.errors}
+        for path in todo:
+            writer.write(records[str(path)])
+    typer.echo(f"{writer.written} records, {writer.errors} unreadable images", err=True)
+    raise typer.Exit(1 if writer.errors else 0)
+
+
+def _attribution_records(model, features: np.ndarray, paths: list[str], sha256_of) -> list[tuple[str, dict]]:
+    """(path, record) for each embedded image."""
+    if not paths:
+        return []
+    probabilities = model.predict_proba(features)
+    scores = model.score_samples(features)
+    labels = model.predict(features)
+    best = model.classes_[probabilities.argmax(axis=1)]
+    return [
+        (path, {
+            "path": path, "sha256": sha256_of(path), "label": str(label), "known": bool(label != "unknown"),
+            "confidence": float(probs.max()), "scores": dict(zip(model.classes_.tolist(), probs.tolist(),
+                                                                  strict=True)),
+            "best_known": str(top), "rejection": model.rejection, "rejection_score": float(score),
+            "threshold": model.threshold_, "backbone": model.metadata["backbone_id"],
+            "layer": model.metadata["layer"],
+        })
+        for path, label, probs, top, score in zip(paths, labels, probabilities, best, scores, strict=True)
+    ]
+
+
+def evaluate(
+    classifier_dir: Annotated[Path, typer.Argument(metavar="CLF", help="Classifier folder written by "
+                                                                       "`imgorigin fit`.")],
+    known: Annotated[Path, typer.Option(help="Test images of the known sources: one sub-folder per class, "
+                                             "named as in training (never the training images).")],
+    unknown: Annotated[list[Path], typer.Option(help="A folder of images from a source the classifier does "
+                                                     "not know (the folder name is the source's name); "
+                                                     "repeat, or list more folders after it.")],
+    more_unknown: Annotated[list[Path] | None, typer.Argument(
+        metavar="[UNKNOWN_DIR]...", help="More unknown-source folders, so that `--unknown A B C` works.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics.json to write (default: "
+                                                                       "stdout).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Folder for plots: roc.png (known vs unknown, with the "
+                                                     "operating point) and confusion.png.")] = None,
+    threshold: ThresholdOpt = None,
+    backbone: BackboneOverrideOpt = None,
+    batch_size: BatchOpt = 64,
+    cache_dir: CacheOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Measure a classifier on held-out known images and on images of unknown sources.
+
+    Writes closed-set accuracy, AUROC, OSCR, TPR at 5 % FPR, the rates at the classifier's threshold, a
+    per-source table and the open-set confusion matrix (rows: true class or 'unknown').
+    """
+    from ..images import ImageError, find_images
+
+    model = _load_classifier(classifier_dir, threshold)
+    meta = model.metadata
+    classes = _class_folders(known)
+    strangers = sorted(set(classes) - set(model.classes_))
+    if strangers:
+        fail(f"--known has folders that are not classes of the classifier: {', '.join(strangers)} "
+             f"(classes: {', '.join(model.classes_)}); pass such sources with --unknown")
+    unknown_dirs = [*unknown, *(more_unknown or [])]
+    sources: dict[str, list[Path]] = {}  # folders with the same name are one source
+    try:
+        for folder in unknown_dirs:
+            sources.setdefault(folder.name, []).extend(find_images([folder]))
+    except ImageError as exc:
+        fail(str(exc))
+    extractor = _backbone(backbone or meta["backbone"], device, meta["backbone_id"])
+    label_of = {str(p): label for label, paths in classes.items() for p in paths}
+    source_of = {str(p): name for name, paths in sources.items() for p in paths}
+    known_set = _embed(extractor, [p for ps in classes.values() for p in ps], meta["layer"], cache_dir, batch_size)
+    unknown_set = _embed(extractor, [p for ps in sources.values() for p in ps], meta["layer"], cache_dir,
+                         batch_size)
+    if not known_set.paths or not unknown_set.paths:
+        fail("need at least one readable known image and one readable unknown image")
+    metrics = _open_set_metrics(model, known_set.features, np.array([label_of[p] for p in known_set.paths]),
+                                unknown_set.features, np.array([source_of[p] for p in unknown_set.paths]))
+    metrics["errors"] = [{"path": p, "error": m} for p, m in [*known_set.errors, *unknown_set.errors]]
+    metrics["classifier"] = {"path": str(classifier_dir), "kind": model.kind, "rejection": model.rejection,
+                             "backbone": meta["backbone_id"], "layer": meta["layer"],
+                             "threshold_source": model.threshold_source_}
+    text = json.dumps(metrics, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    if report is not None:
+        _plot_report(model, known_set.features, unknown_set.features, metrics, report)
+    typer.echo(f"accuracy {metrics['closed_set_accuracy']:.3f}, AUROC {metrics['auroc']:.3f}, OSCR "
+               f"{metrics['oscr']:.3f}, TPR@5%FPR {metrics['tpr_at_5_fpr']:.3f} on "
+               f"{len(known_set.paths)} known and {len(unknown_set.paths)} unknown images", err=True)
+
+
+def _open_set_metrics(model, known_x: np.ndarray, known_y: np.ndarray, unknown_x: np.ndarray,
+                      unknown_source: np.ndarray) -> dict[str, Any]:
+    """metrics.json's content (without errors): summary, per-source table, confusion matrix."""
+    from ..metrics import confusion_matrix, open_set_summary
+    from ..openset import UNKNOWN
+
+    closed = model.predict_closed_set(known_x)
+    known_scores, unknown_scores = model.score_samples(known_x), model.score_samples(unknown_x)
+    known_pred, unknown_pred = model.predict(known_x), model.predict(unknown_x)
+    summary = open_set_summary(known_y, closed, known_scores, unknown_scores, model.threshold_)
+    per_class = {
+        label: {"n": int(mask.sum()), "closed_set_accuracy": float(np.mean(closed[mask] == label)),
+                "accepted": float(np.mean(known_pred[mask] != UNKNOWN)),
+                "open_set_correct": float(np.mean(known_pred[mask] == label))}
+        for label in model.classes_ if (mask := known_y == label).any()
+    }
+    per_source = {}
+    for source in sorted(set(unknown_source)):
+        given = unknown_pred[unknown_source == source]
+        taken = Counter(given[given != UNKNOWN].tolist()).most_common(1)
+        per_source[source] = {"n": int(given.size), "rejected": float(np.mean(given == UNKNOWN)),
+                              "most_often_taken_for": taken[0][0] if taken else None}
+    labels = [*model.classes_.tolist(), UNKNOWN]
+    truth = np.concatenate([known_y, np.full(len(unknown_x), UNKNOWN)])
+    matrix = confusion_matrix(truth, np.concatenate([known_pred, unknown_pred]).astype(str), labels)
+    return {
+        **summary, "threshold": model.threshold_ if np.isfinite(model.threshold_) else None,
+        "accept_rate": model.accept_rate,
+        "n_images": {"known": len(known_y), "unknown": len(unknown_x)},
+        "per_class": per_class, "per_unknown_source": per_source,
+        "confusion_matrix": {"labels": labels, "rows_true_columns_predicted": matrix.tolist()},
+    }
+
+
+def _plot_report(model, known_x: np.ndarray, unknown_x: np.ndarray, metrics: dict, folder: Path) -> None:
+    """roc.png and confusion.png in folder (matplotlib's Agg canvas, no display needed)."""
+    from matplotlib.figure import Figure
+
+    from ..metrics import roc_curve
+
+    folder.mkdir(parents=True, exist_ok=True)
+    known_scores, unknown_scores = model.score_samples(known_x), model.score_samples(unknown_x)
+    fpr, tpr, _ = roc_curve(known_scores, unknown_scores)
+    figure = Figure(figsize=(4.5, 4.5))
+    axes = figure.add_subplot()
+    axes.plot(fpr, tpr, label=f"AUROC {metrics['auroc']:.3f}")
+    axes.plot([0, 1], [0, 1], ":", color="grey")
+    axes.plot([1 - metrics["unknown_rejected"]], [metrics["known_accepted"]], "o",
+              label=f"threshold {model.threshold_:.3g}")
+    axes.set(xlabel="unknown images accepted (FPR)", ylabel="known images accepted (TPR)",
+             title=f"known vs unknown ({model.rejection})")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(folder / "roc.png", dpi=120)
+
+    labels = metrics["confusion_matrix"]["labels"]
+    matrix = np.array(metrics["confusion_matrix"]["rows_true_columns_predicted"])
+    figure = Figure(figsize=(1.2 + 0.6 * len(labels), 1 + 0.6 * len(labels)))
+    axes = figure.add_subplot()
+    axes.imshow(matrix, cmap="Blues")
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(col, row, str(count), ha="center", va="center",
+                  color="white" if count > matrix.max() / 2 else "black")
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set(xlabel="predicted", ylabel="true")
+    figure.tight_layout()
+    figure.savefig(folder / "confusion.png", dpi=120)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the attribution commands to the CLI."""
+    app.command()(fit)
+    app.command()(attribute)
+    app.command()(evaluate)
