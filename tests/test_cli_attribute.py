@@ -164,3 +164,25 @@ def test_every_option_has_help_and_rejections_match_the_library():
     for name in ("fit", "attribute", "evaluate"):
         for param in group.commands[name].params:
             assert getattr(param, "help", None), f"{name} {param.name}"
+
+
+def test_bench_attribute_rotates_unknowns_and_tabulates(tmp_path):
+    root = make_folders(tmp_path / "zoo", ["real", "blocky", "white", "stripes"], 10, seed=4)
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "attribute", str(root), "--out", str(tmp_path / "bench"), "--backbone",
+                                 "spectrum", "--layers", "radial,grid", "--rejections", "msp,knn", "--shots",
+                                 "1,5,all,50", "--n-unknown", "1", "--cache-dir", str(tmp_path / "cache"),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "skipping 50 shots" in result.stderr  # 7 training images per source: 10 minus 3 for testing
+    report = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert report["config"]["splits"] == [["blocky"], ["stripes"], ["white"]]  # real stays known
+    rows = report["rows"]
+    assert len(rows) == 3 * 3 * 2 * 2 * 2  # splits x shots x layers x classifiers x rejections
+    assert {r["n_train"] for r in rows} == {3, 15, 21} and {r["n_test_known"] for r in rows} == {9}
+    assert {r["n_test_unknown"] for r in rows} == {10}
+    full = [r for r in rows if r["shots"] == "all" and r["layer"] == "radial" and r["rejection"] == "knn"]
+    assert np.mean([r["closed_set_accuracy"] for r in full]) >= 0.9 and np.mean([r["auroc"] for r in full]) >= 0.8
+    table = (tmp_path / "bench" / "results.md").read_text().splitlines()
+    assert table[2].startswith("| layer | classifier | rejection | shots | splits |")
+    assert len(table) == 4 + 3 * 2 * 2 * 2 and "| radial | linear | msp | 1 | 3 |" in table[4]

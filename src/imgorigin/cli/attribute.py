@@ -343,8 +343,170 @@ def _plot_report(model, known_x: np.ndarray, unknown_x: np.ndarray, metrics: dic
     figure.savefig(folder / "confusion.png", dpi=120)
 
 
+def _choices(text: str, allowed: tuple[str, ...] | list[str], what: str) -> list[str]:
+    """A comma-separated option as a list, every item checked against the allowed values."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    wrong = [item for item in items if item not in allowed]
+    if wrong or not items:
+        fail(f"{what}: {', '.join(wrong) or 'nothing given'} not among {', '.join(allowed)}")
+    return items
+
+
+def _rotating_splits(candidates: list[str], n_unknown: int, n_splits: int) -> list[list[str]]:
+    """Unknown sources of each split: consecutive runs of ``n_unknown`` candidates, rotating (wrapping)."""
+    return [[candidates[(i * n_unknown + j) % len(candidates)] for j in range(n_unknown)] for i in range(n_splits)]
+
+
+def _mean_std(values: list[float]) -> str:
+    """"mean ± std" in percent (std over splits; none for a single split)."""
+    mean = 100 * float(np.mean(values))
+    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {100 * float(np.std(values)):.1f}"
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    """One table line per (layer, classifier, rejection, shots), metrics averaged over splits."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["layer"], row["classifier"], row["rejection"], row["shots"]), []).append(row)
+    lines = ["| layer | classifier | rejection | shots | splits | accuracy | AUROC | OSCR | TPR@5%FPR |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (layer, kind, rejection, shots), group in groups.items():
+        cells = [_mean_std([r[key] for r in group]) for key in
+                 ("closed_set_accuracy", "auroc", "oscr", "tpr_at_5_fpr")]
+        lines.append(f"| {layer} | {kind} | {rejection} | {shots} | {len(group)} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench_attribute(
+    data_root: Annotated[Path, typer.Argument(help="Folder with one sub-folder of images per source (e.g. "
+                                                   "real/ and one per generator, from `imgorigin zoo sample`); "
+                                                   "whatever sources exist are used.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json (every run) and "
+                                                          "results.md (means ± std over splits).")],
+    backbone: Annotated[str, typer.Option(help="Feature extractor (see `imgorigin fit --help`).")] =
+        "efficientnet-lite0",
+    layers: Annotated[str, typer.Option(help="Layers to sweep: comma-separated names, 'default' or 'all'.")] =
+        "default",
+    classifiers: Annotated[str, typer.Option(help="Comma-separated classifiers: linear, knn.")] = "linear,knn",
+    rejections: Annotated[str, typer.Option(help="Comma-separated rejection scores: msp, maxlogit, energy, "
+                                                 "mahalanobis, knn.")] = "msp,maxlogit,energy,mahalanobis,knn",
+    shots: Annotated[str, typer.Option(help="Comma-separated training images per known source; 'all' = the "
+                                            "whole training pool.")] = "1,5,10,50,all",
+    n_unknown: Annotated[int, typer.Option(min=1, help="Sources held out as unknown in each split.")] = 2,
+    splits: Annotated[int, typer.Option(min=0, help="Number of splits; 0 = enough for every candidate source "
+                                                    "to be unknown once.")] = 0,
+    always_known: Annotated[str, typer.Option(help="Comma-separated sources that are never unknown (the paper "
+                                                   "keeps real images known).")] = "real",
+    test_fraction: Annotated[float, typer.Option(min=0.05, max=0.95, help="Fraction of each known source's "
+                                                 "images kept for testing, never trained on.")] = 0.3,
+    max_per_source: Annotated[int, typer.Option(min=2, help="At most this many images per source (random, "
+                                                "seeded; the paper caps at 4000).")] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of image subsets, train/test splits and shot sampling.")] = 0,
+    batch_size: BatchOpt = 64,
+    cache_dir: CacheOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Open-set attribution benchmark: rotating unknown sources x shots x layers x classifiers x rejections.
+
+    Features are embedded once per image for all layers (cached on disk); every classifier chooses its
+    hyper-parameters and threshold on its training images only, and is scored on held-out images of the
+    known sources and all images of the unknown ones.
+    """
+    from ..features import embed_paths_layers
+    from ..openset import CLASSIFIERS, REJECTIONS
+
+    sources = _class_folders(data_root)
+    kinds = _choices(classifiers, list(CLASSIFIERS), "--classifiers")
+    scores = _choices(rejections, REJECTIONS, "--rejections")
+    shot_list = _shots(shots)
+    candidates = [s for s in sources if s not in {name.strip() for name in always_known.split(",")}]
+    if len(candidates) < n_unknown or len(sources) - n_unknown < 2:
+        fail(f"{len(sources)} sources ({', '.join(sources)}): need {n_unknown} unknown (not in --always-known) "
+             "and at least 2 known in each split")
+    split_list = _rotating_splits(candidates, n_unknown, splits or -(-len(candidates) // n_unknown))
+    rng = np.random.default_rng(seed)
+    source_by_path = {str(found[i]): name for name, found in sources.items()
+                      for i in np.sort(rng.choice(len(found), min(len(found), max_per_source), replace=False))}
+    extractor = _backbone(backbone, device)
+    try:
+        layer_names = ([extractor.default_layer] if layers == "default" else list(extractor.layers)
+                       if layers == "all" else [extractor.resolve_layer(name.strip()) for name in layers.split(",")])
+    except ValueError as exc:
+        fail(str(exc))
+    embedded = embed_paths_layers(extractor, list(source_by_path), layer_names, cache_dir=cache_dir,
+                                  batch_size=batch_size, progress=progress_enabled())
+    for path, message in embedded.errors:
+        typer.echo(f"warning: skipped {path}: {message}", err=True)
+    source_of = np.array([source_by_path[path] for path in embedded.paths])
+    rows = []
+    for index, unknown in enumerate(split_list):
+        rows += _bench_split(embedded.features, source_of, index, unknown, shot_list, kinds, scores,
+                             test_fraction, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"data_root": str(data_root), "backbone": extractor.id, "layers": layer_names, "splits": split_list,
+              "test_fraction": test_fraction, "max_per_source": max_per_source, "seed": seed,
+              "images": {name: int((source_of == name).sum()) for name in sources},
+              "errors": [{"path": p, "error": m} for p, m in embedded.errors]}
+    (out / "results.json").write_text(json.dumps({"config": config, "rows": rows}, indent=2) + "\n")
+    table = _markdown(rows)
+    (out / "results.md").write_text(f"Backbone {extractor.id}, {len(split_list)} splits of {data_root}; "
+                                    f"metrics in %, mean ± std over splits.\n\n{table}")
+    typer.echo(table, err=True)
+
+
+def _shots(text: str) -> list[int | None]:
+    """'1,5,all' -> [1, 5, None] (None: the whole training pool)."""
+    try:
+        values = [None if item.strip() == "all" else int(item) for item in text.split(",")]
+    except ValueError:
+        fail(f"--shots: expected comma-separated positive integers or 'all', got {text!r}")
+    if any(v is not None and v < 1 for v in values):
+        fail(f"--shots: expected positive integers or 'all', got {text!r}")
+    return values
+
+
+def _bench_split(features: dict[str, np.ndarray], source_of: np.ndarray, index: int, unknown: list[str],
+                 shot_list: list[int | None], kinds: list[str], rejections: list[str], test_fraction: float,
+                 seed: int) -> list[dict[str, Any]]:
+    """Result rows of one split: known sources split into training pool / test, then every configuration."""
+    from ..metrics import open_set_summary
+    from ..openset import CLASSIFIERS
+
+    rng = np.random.default_rng([seed, index])
+    known = [name for name in dict.fromkeys(source_of.tolist()) if name not in unknown]
+    pools, tests = [], []
+    for name in known:
+        members = rng.permutation(np.flatnonzero(source_of == name))
+        n_test = max(1, round(test_fraction * len(members)))
+        tests.append(members[:n_test])
+        pools.append(members[n_test:])  # shuffled: the first n are the n-shot training set, nested across n
+    test_known, test_unknown = np.concatenate(tests), np.flatnonzero(np.isin(source_of, unknown))
+    smallest = min(len(pool) for pool in pools)
+    rows = []
+    for n_shots in shot_list:
+        if n_shots is not None and n_shots > smallest:
+            typer.echo(f"split {index}: skipping {n_shots} shots (smallest training pool: {smallest})", err=True)
+            continue
+        train = np.concatenate([pool[:n_shots] for pool in pools])
+        typer.echo(f"split {index} (unknown: {', '.join(unknown)}): {n_shots or 'all'} shots, "
+                   f"{len(train)} training images", err=True)
+        for layer, x in features.items():
+            for kind in kinds:
+                for rejection in rejections:
+                    model = CLASSIFIERS[kind](rejection=rejection, random_state=seed).fit(x[train], source_of[train])
+                    summary = open_set_summary(source_of[test_known], model.predict_closed_set(x[test_known]),
+                                               model.score_samples(x[test_known]),
+                                               model.score_samples(x[test_unknown]), model.threshold_)
+                    rows.append({"split": index, "unknown": unknown, "known": known, "layer": layer,
+                                 "classifier": kind, "rejection": rejection, "shots": n_shots or "all",
+                                 "n_train": len(train), "n_test_known": len(test_known),
+                                 "n_test_unknown": len(test_unknown), "selection": model.selection_, **summary})
+    return rows
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add the attribution commands to the CLI."""
     app.command()(fit)
     app.command()(attribute)
     app.command()(evaluate)
+    bench_app.command("attribute")(bench_attribute)
