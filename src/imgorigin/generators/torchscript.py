@@ -7,6 +7,7 @@ module carries an attribute ``latent_shape`` (list of ints). An optional attribu
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,7 +23,9 @@ def load_torchscript(path: str | Path, map_location: str = "cpu") -> ModuleGener
     """Load a ``torch.jit.save`` file as a generator, checking the contract with a clear error."""
     path = Path(path)
     try:
-        module = torch.jit.load(str(path), map_location=map_location)
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but is the contract users save to
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=map_location)
     except Exception as exc:  # torch raises RuntimeError / ValueError variants for non-TorchScript files
         raise TorchScriptError(f"{path}: not a TorchScript file ({exc.__class__.__name__}: {exc})") from exc
     if not hasattr(module, "latent_shape"):
