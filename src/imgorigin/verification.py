@@ -163,6 +163,8 @@ def decide(score: float, calibration: Calibration, alpha: float) -> dict:
     if like_model and like_real:
         verdict = "inconclusive"
         reasons.append("overlaps_real_reference")
+        if calibration.reference_scores is not None and 1 / (calibration.reference_scores.size + 1) > alpha:
+            reasons.append("reference_set_too_small")  # p_value_real can never reach alpha
     else:
         verdict = "member" if like_model else "non-member"
     return {
@@ -214,7 +216,7 @@ class Verifier:
         errors: list[dict] = []
         for scored in score_paths(self.generator, self.calibration.inversion, list(map(str, paths)),
                                   cache=self.cache, progress=progress,
-                                  on_error=lambda p, m: errors.append({"path": p, "error": m})):
+                                  on_error=lambda p, m: errors.append({"path": p, "error": f"{p}: {m}"})):
             yield from errors
             errors.clear()
             yield self.record(scored)

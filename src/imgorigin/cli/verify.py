@@ -97,6 +97,9 @@ def verify(
     if reference_real:
         n = verifier.add_reference_real(reference_real, progress=progress_enabled())
         typer.echo(f"scored {n} reference real images", err=True)
+        if 1 / (n + 1) > alpha:
+            typer.echo(f"warning: with {n} reference images no image can be told apart from real ones at "
+                       f"alpha={alpha}; give at least {int(1 / alpha)}", err=True)
     with RecordWriter(output, resume=resume) as writer:
         todo = [p for p in found if str(p) not in writer.done]
         if len(todo) < len(found):
