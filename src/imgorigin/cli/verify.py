@@ -122,9 +122,12 @@ def _load(model: str, device: str, ddim_steps: int | None):
 
 def _shipped_calibration(model: str) -> Path:
     if model.startswith("zoo:"):
-        from .. import zoo
+        from ..zoo.calibrations import calibration_path
 
-        return zoo.calibration_path(model[4:])
+        try:
+            return calibration_path(model[4:])
+        except (FileNotFoundError, KeyError) as exc:
+            fail(str(exc))
     fail(f"--calibration is required for {model} (write one with `imgorigin calibrate {model} --out CAL`)")
 
 
