@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, fail, progress_enabled
+from .common import DeviceOpt, fail, progress_enabled, resolve_device
 
 MODEL_HELP = ("The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
               "latent_shape), a diffusers model/pipeline directory, hf:ORG/NAME from the offline cache, or a "
@@ -112,7 +112,6 @@ def verify(
 
 def _load(model: str, device: str, ddim_steps: int | None):
     from ..generators import ModelSpecError, TorchScriptError, load_generator
-    from .common import resolve_device
 
     try:
         return load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
@@ -131,7 +130,37 @@ def _shipped_calibration(model: str) -> Path:
     fail(f"--calibration is required for {model} (write one with `imgorigin calibrate {model} --out CAL`)")
 
 
+def bench_verify(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, results.md and figures.")] = Path(
+        "runs/bench-verify"),
+    models: Annotated[str, typer.Option(help="Comma-separated zoo models to invert (default: all).")] = "",
+    n_cal: Annotated[int, typer.Option(help="Calibration samples per model.")] = 100,
+    n_members: Annotated[int, typer.Option(help="Fresh member samples per model (never the calibration ones).")] = 100,
+    n_real: Annotated[int, typer.Option(help="Real Fashion-MNIST test images.")] = 100,
+    n_other: Annotated[int, typer.Option(help="Samples of each other zoo model.")] = 50,
+    alpha: Annotated[float, typer.Option(help="Level of the conformal decision.")] = 0.05,
+    reference_model: Annotated[str, typer.Option(help="Zoo model on which to time the per-image reference loop "
+                                                      "('' to skip).")] = "dcgan",
+    n_reference: Annotated[int, typer.Option(help="Members and real images each for the reference loop.")] = 20,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Verification benchmark on the zoo: AUROC, TPR@1%FPR, accuracy at alpha and speed, per model pair."""
+    from .. import zoo
+    from ..benchmarks.verification import run
+    from ..inversion import InversionConfig
+
+    names = [m for m in models.split(",") if m] or zoo.list_models()
+    for name in names:
+        if name not in zoo.list_models():
+            fail(f"unknown zoo model {name!r}")
+    run(names, out, n_cal=n_cal, n_members=n_members, n_real=n_real, n_other=n_other, alpha=alpha,
+                  config=InversionConfig(), reference_model=reference_model or None, n_reference=n_reference,
+                  device=resolve_device(device), log=lambda m: typer.echo(m, err=True))
+    typer.echo((out / "results.md").read_text())
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add the verification commands to the CLI."""
     app.command()(calibrate)
     app.command()(verify)
+    bench_app.command("verify")(bench_verify)

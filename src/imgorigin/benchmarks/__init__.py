@@ -1,0 +1,1 @@
+"""Benchmarks behind `imgorigin bench ...`: long runs that produce the README's tables (never part of CI)."""

@@ -1,0 +1,210 @@
+"""The verification benchmark on the zoo: members vs real images and vs every other zoo model.
+
+For each model M: calibrate on M's samples (seed ``CAL_SEED``), then invert *fresh* samples of M (another
+seed), real Fashion-MNIST test images and each other model's samples, all with the same settings. Report
+AUROC, TPR at 1 % FPR, accuracy of the conformal decision at α, and seconds per image, for the raw score and
+the complexity-calibrated variant. Optionally time the faithful per-image reference loop (batch 1, Adam
+lr 0.1, 1500 steps, random init, as the official RONAN code) against the batched engine on one model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from ..calibration import Calibration, conformal_p_value
+from ..complexity import complexity_calibrated
+from ..distances import mse
+from ..generators.base import Generator
+from ..images import quantize_8bit
+from ..inversion import InversionConfig, Inverter, image_key
+
+CAL_SEED = 1_000
+MEMBER_SEED = 2_000
+OTHER_SEED = 3_000
+VARIANTS = ("raw", "complexity")
+
+
+@dataclass
+class Scored:
+    """Images of one source inverted against one model."""
+
+    images: torch.Tensor
+    scores: np.ndarray
+    seconds: float
+
+
+def invert_set(generator: Generator, images: torch.Tensor, config: InversionConfig) -> Scored:
+    """Invert a set with the batched engine; seconds per image measured around the whole run."""
+    start = time.perf_counter()
+    scores = Inverter(generator, config)(images, keys=[image_key(x) for x in images]).scores
+    return Scored(images, scores, (time.perf_counter() - start) / max(1, len(images)))
+
+
+def variant(scored: Scored, name: str) -> np.ndarray:
+    """Scores of a set under a score variant."""
+    return scored.scores if name == "raw" else complexity_calibrated(scored.scores, scored.images)
+
+
+def tpr_at_fpr(members: np.ndarray, others: np.ndarray, fpr: float = 0.01) -> float:
+    """Fraction of members accepted at the threshold that accepts at most ``fpr`` of non-members (low = member)."""
+    labels = np.r_[np.ones(members.size), np.zeros(others.size)]
+    false_pos, true_pos, _ = roc_curve(labels, -np.r_[members, others])
+    return float(true_pos[false_pos <= fpr].max())
+
+
+def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float) -> dict:
+    """AUROC, TPR@1%FPR and conformal-decision accuracy for members vs one non-member set."""
+    accept_m = np.array([conformal_p_value(s, cal) > alpha for s in members])
+    accept_o = np.array([conformal_p_value(s, cal) > alpha for s in others])
+    labels = np.r_[np.ones(members.size), np.zeros(others.size)]
+    return {
+        "auroc": float(roc_auc_score(labels, -np.r_[members, others])),
+        "tpr_at_1_fpr": tpr_at_fpr(members, others),
+        "accuracy": float((accept_m.sum() + (~accept_o).sum()) / (members.size + others.size)),
+        "members_accepted": float(accept_m.mean()),
+        "non_members_accepted": float(accept_o.mean()),
+    }
+
+
+def reference_loop(generator: Generator, images: torch.Tensor, steps: int = 1500, lr: float = 0.1,
+                   seed: int = 0) -> tuple[np.ndarray, float]:
+    """The official protocol: one image at a time, batch 1, Adam, random init, best MSE over all steps."""
+    scores = np.empty(len(images))
+    start = time.perf_counter()
+    for i, image in enumerate(images):
+        torch.manual_seed(seed + i)
+        z = generator.sample_latents(1).detach().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=lr)
+        target = image[None].to(generator.device)
+        best = float("inf")
+        for _ in range(steps):
+            loss = mse(generator.decode(z), target).sum()
+            best = min(best, float(loss))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        scores[i] = best
+    return scores, (time.perf_counter() - start) / len(images)
+
+
+def histogram(path: Path, model: str, cal: np.ndarray, members: np.ndarray, others: dict[str, np.ndarray],
+              threshold: float) -> None:
+    """Score histograms (log scale) of members and each non-member set, with the α threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    everything = np.concatenate([cal, members, *others.values()])
+    low, high = np.log10(max(everything.min(), 1e-12)), np.log10(everything.max())
+    bins = np.logspace(low, high, 50)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.hist(members, bins=bins, alpha=0.8, label=f"{model} (members)", color="black", histtype="step", lw=2)
+    for name, scores in others.items():
+        ax.hist(scores, bins=bins, alpha=0.45, label=name)
+    if np.isfinite(threshold):
+        ax.axvline(threshold, color="red", ls="--", label="threshold (α)")
+    ax.set_xscale("log")
+    ax.set_xlabel("best reconstruction MSE")
+    ax.set_ylabel("images")
+    ax.set_title(f"inverting {model}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: dict) -> str:
+    """The results table: one row per (model, non-member set, variant)."""
+    lines = ["| model | non-members | score | AUROC | TPR@1%FPR | acc. @α | members acc. | non-members acc. | s/img |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model, entry in results["models"].items():
+        for other, by_variant in entry["pairs"].items():
+            for name, m in by_variant.items():
+                lines.append(f"| {model} | {other} | {name} | {m['auroc']:.4f} | {m['tpr_at_1_fpr']:.3f} | "
+                             f"{m['accuracy']:.3f} | {m['members_accepted']:.2f} | {m['non_members_accepted']:.2f} | "
+                             f"{entry['seconds_per_image']:.3f} |")
+    ref = results.get("reference_loop")
+    if ref:
+        lines += ["", f"| engine (model {ref['model']}) | images | s/img | img/s | AUROC |", "|---|---|---|---|---|"]
+        for name in ("reference", "batched"):
+            r = ref[name]
+            lines.append(f"| {r['label']} | {ref['n']} | {r['seconds_per_image']:.3f} | "
+                         f"{1 / r['seconds_per_image']:.2f} | {r['auroc']:.4f} |")
+        lines.append(f"\nspeed-up: {ref['speedup']:.1f}×, AUROC difference {ref['auroc_difference']:+.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real: int, n_other: int,
+        alpha: float, config: InversionConfig, reference_model: str | None, n_reference: int,
+        device: str, log=print) -> dict:
+    """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model."""
+    from .. import zoo
+    from ..zoo import data
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    real = data_real(data, n_real)
+    others = {name: quantize_8bit(zoo.sample(name, n_other, seed=OTHER_SEED, device=device)).cpu()
+              for name in zoo.list_models()}
+    results: dict = {"settings": {"n_cal": n_cal, "n_members": n_members, "n_real": int(len(real)),
+                                  "n_other": n_other, "alpha": alpha, "inversion": config.to_dict(),
+                                  "device": device, "torch_threads": torch.get_num_threads()},
+                     "models": {}}
+    for model in models:
+        gen = zoo.load(model, device=device)
+        cal_images = quantize_8bit(gen.sample(n_cal, seed=CAL_SEED))
+        cal = invert_set(gen, cal_images, config)
+        members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), config)
+        sets = {"real": invert_set(gen, real, config)}
+        sets.update({name: invert_set(gen, imgs, config) for name, imgs in others.items() if name != model})
+        pairs = {name: {v: pair_metrics(np.sort(variant(cal, v)), variant(members, v), variant(s, v), alpha)
+                        for v in VARIANTS} for name, s in sets.items()}
+        timed = [members, *sets.values()]
+        seconds = sum(s.seconds * len(s.scores) for s in timed) / sum(len(s.scores) for s in timed)
+        calibration = Calibration(model_id=model, weight_hash=gen.weight_hash(), image_shape=gen.image_shape,
+                                  inversion=config, scores=cal.scores)
+        histogram(out_dir / f"{model}.png", model, cal.scores, members.scores,
+                  {k: v.scores for k, v in sets.items()}, calibration.threshold(alpha))
+        results["models"][model] = {"pairs": pairs, "seconds_per_image": seconds,
+                                    "median_member_score": float(np.median(members.scores)),
+                                    "median_real_score": float(np.median(sets["real"].scores))}
+        worst = min(p["raw"]["auroc"] for p in pairs.values())
+        log(f"{model}: worst raw AUROC {worst:.4f}, {seconds:.3f} s/img")
+    if reference_model:
+        results["reference_loop"] = compare_reference(zoo.load(reference_model, device=device), reference_model,
+                                                      real, n_reference, config, log)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "results.md").write_text(markdown(results))
+    return results
+
+
+def compare_reference(gen: Generator, model: str, real: torch.Tensor, n: int, config: InversionConfig,
+                      log=print) -> dict:
+    """Per-image reference loop vs the batched engine on the same n members + n real images."""
+    images = torch.cat([quantize_8bit(gen.sample(n, seed=MEMBER_SEED + 1)), real[:n]])
+    labels = np.r_[np.ones(n), np.zeros(len(images) - n)]
+    ref_scores, ref_seconds = reference_loop(gen, images)
+    batched = invert_set(gen, images, config)
+    ref_auc = float(roc_auc_score(labels, -ref_scores))
+    new_auc = float(roc_auc_score(labels, -batched.scores))
+    log(f"reference loop {ref_seconds:.2f} s/img AUROC {ref_auc:.4f}; batched {batched.seconds:.3f} s/img "
+        f"AUROC {new_auc:.4f}")
+    return {"model": model, "n": int(len(images)),
+            "reference": {"label": "per-image reference (batch 1, Adam lr 0.1, 1500 steps, random init)",
+                          "seconds_per_image": ref_seconds, "auroc": ref_auc},
+            "batched": {"label": "batched engine (defaults)", "seconds_per_image": batched.seconds,
+                        "auroc": new_auc},
+            "speedup": ref_seconds / batched.seconds, "auroc_difference": new_auc - ref_auc}
+
+
+def data_real(data, n: int) -> torch.Tensor:
+    """The first ``n`` real test images (the full split when installed, else the shipped subset)."""
+    images = data.test_images() if data.is_available() else data.subset_images()
+    return images[:n]
