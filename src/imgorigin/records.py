@@ -29,19 +29,24 @@ def dumps(record: dict) -> str:
     return json.dumps(_clean(record), ensure_ascii=False)
 
 
-def read_done(path: Path) -> set[str]:
-    """Paths that already have a result (not an error) in a JSON-lines file; a cut-off last line is ignored."""
-    done: set[str] = set()
+def read_records(path: Path) -> list[dict]:
+    """Every complete record of a JSON-lines file, later lines winning per path; a cut-off line is ignored."""
+    by_path: dict[str, dict] = {}
     if not path.is_file():
-        return done
+        return []
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if "error" not in record and "path" in record:
-            done.add(record["path"])
-    return done
+        if isinstance(record, dict) and "path" in record:
+            by_path[record["path"]] = record
+    return list(by_path.values())
+
+
+def read_done(path: Path) -> set[str]:
+    """Paths that already have a result (not an error) in a JSON-lines file."""
+    return {r["path"] for r in read_records(path) if "error" not in r}
 
 
 class RecordWriter:

@@ -6,12 +6,17 @@ import json
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
 from .common import DeviceOpt, fail, progress_enabled, resolve_device
+
+if TYPE_CHECKING:
+    from ..features import Backbone
+    from ..features.cache import Embedded
+    from ..openset import OpenSetClassifier
 
 # Spelled out rather than imported from imgorigin.openset, which would load scikit-learn for every command.
 Classifier = Enum("Classifier", {"linear": "linear", "knn": "knn"}, type=str)
@@ -45,7 +50,7 @@ def _class_folders(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def _backbone(name: str, device: str, expected_id: str | None = None):
+def _backbone(name: str, device: str, expected_id: str | None = None) -> Backbone:
     """Create a backbone, turning a missing model or a weights mismatch into a clean exit."""
     from ..features import BackboneError, create_backbone
 
@@ -58,18 +63,23 @@ def _backbone(name: str, device: str, expected_id: str | None = None):
     return backbone
 
 
-def _embed(backbone, paths: list[Path], layer: str, cache_dir: Path | None, batch_size: int):
+def _warn_skipped(errors: list[tuple[str, str]]) -> None:
+    """One stderr line per image that could not be used."""
+    for path, message in errors:
+        typer.echo(f"warning: skipped {path}: {message}", err=True)
+
+
+def _embed(backbone: Backbone, paths: list[Path], layer: str, cache_dir: Path | None, batch_size: int) -> Embedded:
     """Features through the cache, with unreadable images reported on stderr and returned as errors."""
     from ..features import embed_paths
 
     result = embed_paths(backbone, paths, layer, cache_dir=cache_dir, batch_size=batch_size,
                          progress=progress_enabled())
-    for path, message in result.errors:
-        typer.echo(f"warning: skipped {path}: {message}", err=True)
+    _warn_skipped(result.errors)
     return result
 
 
-def _load_classifier(path: Path, threshold: float | None):
+def _load_classifier(path: Path, threshold: float | None) -> OpenSetClassifier:
     """A saved classifier, with an optional threshold override."""
     from ..openset import load_classifier
 
@@ -122,8 +132,9 @@ def fit(
     known = _embed(extractor, [p for paths in classes.values() for p in paths], layer_name, cache_dir, batch_size)
     unknown = _embed(extractor, unknown_paths, layer_name, cache_dir, batch_size) if unknown_paths else None
     labels = np.array([label_of[p] for p in known.paths])
-    model = CLASSIFIERS[classifier.value](rejection=rejection.value, accept_rate=accept_rate, random_state=seed)
     try:
+        model = CLASSIFIERS[classifier.value](rejection=rejection.value, accept_rate=accept_rate,
+                                              random_state=seed)
         model.fit(known.features, labels, X_unknown=None if unknown is None else unknown.features)
     except ValueError as exc:
         fail(str(exc))
@@ -160,7 +171,6 @@ def attribute(
     likely known source), scores (probability per known source), best_known, rejection score and
     threshold. Exit status 1 when some images could not be read (their records hold "error").
     """
-    from ..features.cache import file_sha256
     from ..images import ImageError, find_images
     from ..records import RecordWriter
 
@@ -176,7 +186,7 @@ def attribute(
         if len(todo) < len(found):
             typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
         result = _embed(extractor, todo, meta["layer"], cache_dir, batch_size)
-        records = dict(_attribution_records(model, result.features, result.paths, file_sha256))
+        records = dict(_attribution_records(model, result.features, result.paths))
         records |= {path: {"path": path, "error": message} for path, message in result.errors}
         for path in todo:
             writer.write(records[str(path)])
@@ -184,8 +194,10 @@ def attribute(
     raise typer.Exit(1 if writer.errors else 0)
 
 
-def _attribution_records(model, features: np.ndarray, paths: list[str], sha256_of) -> list[tuple[str, dict]]:
+def _attribution_records(model: OpenSetClassifier, features: np.ndarray, paths: list[str]) -> list[tuple[str, dict]]:
     """(path, record) for each embedded image."""
+    from ..features.cache import file_sha256
+
     if not paths:
         return []
     probabilities = model.predict_proba(features)
@@ -194,7 +206,7 @@ def _attribution_records(model, features: np.ndarray, paths: list[str], sha256_o
     best = model.classes_[probabilities.argmax(axis=1)]
     return [
         (path, {
-            "path": path, "sha256": sha256_of(path), "label": str(label), "known": bool(label != "unknown"),
+            "path": path, "sha256": file_sha256(path), "label": str(label), "known": bool(label != "unknown"),
             "confidence": float(probs.max()), "scores": dict(zip(model.classes_.tolist(), probs.tolist(),
                                                                   strict=True)),
             "best_known": str(top), "rejection": model.rejection, "rejection_score": float(score),
@@ -273,7 +285,7 @@ def evaluate(
                f"{len(known_set.paths)} known and {len(unknown_set.paths)} unknown images", err=True)
 
 
-def _open_set_metrics(model, known_x: np.ndarray, known_y: np.ndarray, unknown_x: np.ndarray,
+def _open_set_metrics(model: OpenSetClassifier, known_x: np.ndarray, known_y: np.ndarray, unknown_x: np.ndarray,
                       unknown_source: np.ndarray) -> dict[str, Any]:
     """metrics.json's content (without errors): summary, per-source table, confusion matrix."""
     from ..metrics import confusion_matrix, open_set_summary
@@ -307,7 +319,8 @@ def _open_set_metrics(model, known_x: np.ndarray, known_y: np.ndarray, unknown_x
     }
 
 
-def _plot_report(model, known_x: np.ndarray, unknown_x: np.ndarray, metrics: dict, folder: Path) -> None:
+def _plot_report(model: OpenSetClassifier, known_x: np.ndarray, unknown_x: np.ndarray, metrics: dict,
+                 folder: Path) -> None:
     """roc.png and confusion.png in folder (matplotlib's Agg canvas, no display needed)."""
     from matplotlib.figure import Figure
 
@@ -435,8 +448,7 @@ def bench_attribute(
         fail(str(exc))
     embedded = embed_paths_layers(extractor, list(source_by_path), layer_names, cache_dir=cache_dir,
                                   batch_size=batch_size, progress=progress_enabled())
-    for path, message in embedded.errors:
-        typer.echo(f"warning: skipped {path}: {message}", err=True)
+    _warn_skipped(embedded.errors)
     source_of = np.array([source_by_path[path] for path in embedded.paths])
     rows = []
     for index, unknown in enumerate(split_list):

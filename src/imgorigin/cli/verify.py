@@ -75,6 +75,8 @@ def verify(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON-lines file (default: stdout). "
                                                 "An existing file is resumed: answered paths are skipped.")] = None,
     resume: Annotated[bool, typer.Option(help="Skip paths already answered in --output.")] = True,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report (operating point, score plot, "
+                                                     "one row per image) to this file.")] = None,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder.")] = None,
 ) -> None:
@@ -100,12 +102,20 @@ def verify(
         if 1 / (n + 1) > alpha:
             typer.echo(f"warning: with {n} reference images no image can be told apart from real ones at "
                        f"alpha={alpha}; give at least {int(1 / alpha)}", err=True)
+    records = []
     with RecordWriter(output, resume=resume) as writer:
         todo = [p for p in found if str(p) not in writer.done]
         if len(todo) < len(found):
             typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
         for record in verifier.verify_paths(todo, progress=progress_enabled()):
             writer.write(record)
+            records.append(record)
+    if report is not None:
+        from ..records import read_records
+        from ..report import write_report
+
+        write_report(report, [(generator.id, cal, read_records(output) if output else records)], alpha)
+        typer.echo(f"report: {report}", err=True)
     typer.echo(f"{writer.written} records, {writer.errors} unreadable images", err=True)
     raise typer.Exit(1 if writer.errors else 0)
 
