@@ -123,3 +123,30 @@ def test_distances_hand_values():
     x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     assert ssim_distance(x, x).abs().max() < 1e-5
     assert (ssim_distance(x, x.flip(-1)) > 0.1).all()
+
+
+class CountingGenerator(ModuleGenerator):
+    """Counts decoded rows, to measure the work the engine does."""
+
+    rows = 0
+
+    def decode(self, z):
+        CountingGenerator.rows += z.shape[0]
+        return super().decode(z)
+
+
+def test_pruning_to_the_best_restart_cuts_work_and_keeps_separation():
+    gen = CountingGenerator(TinyGenerator(seed=0), [8], id="counted")
+    members = quantize_8bit(gen.sample(8, seed=11))
+    others = real_like(8, seed=12)
+    work, aurocs = {}, {}
+    for prune in (0, 10):
+        cfg = InversionConfig(steps=80, restarts=4, patience=1000, batch_size=8, search_candidates=4,
+                              prune_after=prune)
+        CountingGenerator.rows = 0
+        s_in, s_out = invert(gen, members, cfg).scores, invert(gen, others, cfg).scores
+        work[prune] = CountingGenerator.rows
+        aurocs[prune] = roc_auc_score(np.r_[np.ones(8), np.zeros(8)], -np.r_[s_in, s_out])
+    search = 2 * 8 * 4 * 4  # forward-only candidates, the same in both runs
+    assert (work[10] - search) == pytest.approx((work[0] - search) * (4 * 10 + 70) / (4 * 80), rel=0.02)
+    assert aurocs[10] == aurocs[0] == 1.0

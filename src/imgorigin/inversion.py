@@ -1,10 +1,11 @@
 """Batched input reverse-engineering: find, for each image, the latent whose decode reproduces it best.
 
 The score of an image is the lowest reconstruction distance reached over all iterations and restarts
-(Wang et al., NeurIPS 2023). Many images × restarts are optimised together: each image occupies a *slot* of
-``restarts`` rows; when an image stops improving (or reaches ``steps``) its slot is handed to the next image
-in the queue, so early stopping turns directly into throughput. Adam is written out per row so that every
-slot keeps its own step count, learning-rate schedule and moments.
+(Wang et al., NeurIPS 2023). Many images × restarts are optimised together: each image owns ``restarts``
+rows; when an image stops improving (or reaches ``steps``) its rows are handed to the next image in the
+queue, so early stopping turns directly into throughput. Restarts are independent rows owned by an
+image; after ``prune_after`` steps an image keeps only its best row and the freed rows go to the queue. Adam
+is written out per row so that every image keeps its own step count, learning-rate schedule and moments.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class InversionConfig:
     steps: int = 300  # most Adam steps per image
     lr: float = 0.1  # Adam learning rate (the paper's 0.1)
     restarts: int = 4  # latents optimised per image; the best one counts
+    prune_after: int = 0  # after this many steps keep only each image's best restart (0: never)
     init: InitMode = "auto"  # auto = encoder when the model has one, else search
     search_candidates: int = 16  # random latents scored (forward only) per restart kept, for init=search
     patience: int = 40  # stop an image once its best loss improved by < tolerance over this many steps
@@ -50,6 +52,8 @@ class InversionConfig:
     def __post_init__(self) -> None:
         if self.rel_tol < 0 or self.abs_tol < 0 or self.patience < 1:
             raise ValueError("rel_tol and abs_tol must be >= 0 and patience >= 1")
+        if self.prune_after < 0:
+            raise ValueError("prune_after must be >= 0")
         if self.steps < 1 or self.restarts < 1 or self.batch_size < 1 or self.search_candidates < 1:
             raise ValueError("steps, restarts, batch_size and search_candidates must be >= 1")
         if self.init not in ("auto", "random", "search", "encoder"):
@@ -96,48 +100,71 @@ def _image_rng(seed: int, key: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
-class _Slots:
-    """The images being optimised now: per-slot bookkeeping and per-row (restart) latents and Adam moments."""
+class _Active:
+    """What is being optimised now: a table of images and a table of rows (restarts), each row owned by an image.
+
+    Rows are independent so that an image can drop its worse restarts (pruning) and free rows for the queue.
+    """
 
     def __init__(self, latent_shape: tuple[int, ...], image_shape: tuple[int, ...], device: torch.device,
                  keep_latents: bool) -> None:
+        # per image
         self.index = torch.empty(0, dtype=torch.long)
-        self.z = torch.empty((0, *latent_shape), device=device)
-        self.m = torch.empty_like(self.z)
-        self.v = torch.empty_like(self.z)
+        self.target = torch.empty((0, *image_shape), device=device)
         self.t = torch.empty(0, dtype=torch.long, device=device)
         self.best = torch.empty(0, device=device)
         self.anchor = torch.empty(0, device=device)
         self.stale = torch.empty(0, dtype=torch.long, device=device)
-        self.target = torch.empty((0, *image_shape), device=device)
         self.best_z = torch.empty((0, *latent_shape), device=device) if keep_latents else None
+        # per row
+        self.owner = torch.empty(0, dtype=torch.long, device=device)
+        self.z = torch.empty((0, *latent_shape), device=device)
+        self.m = torch.empty_like(self.z)
+        self.v = torch.empty_like(self.z)
+        self.row_best = torch.empty(0, device=device)
 
-    def __len__(self) -> int:
+    @property
+    def n_images(self) -> int:
         return int(self.index.numel())
 
+    @property
+    def n_rows(self) -> int:
+        return int(self.owner.numel())
+
     def add(self, index: torch.Tensor, z: torch.Tensor, target: torch.Tensor, restarts: int) -> None:
-        n = index.numel()
-        device = self.z.device
+        n, device = index.numel(), self.z.device
+        first = self.n_images
         self.index = torch.cat([self.index, index])
+        self.target = torch.cat([self.target, target])
+        self.t = torch.cat([self.t, torch.zeros(n, dtype=torch.long, device=device)])
+        inf = torch.full((n,), math.inf, device=device)
+        self.best, self.anchor = torch.cat([self.best, inf]), torch.cat([self.anchor, inf])
+        self.stale = torch.cat([self.stale, torch.zeros(n, dtype=torch.long, device=device)])
+        if self.best_z is not None:
+            self.best_z = torch.cat([self.best_z, z[::restarts]])
+        owner = torch.arange(first, first + n, device=device).repeat_interleave(restarts)
+        self.owner = torch.cat([self.owner, owner])
         self.z = torch.cat([self.z, z])
         self.m = torch.cat([self.m, torch.zeros_like(z)])
         self.v = torch.cat([self.v, torch.zeros_like(z)])
-        self.t = torch.cat([self.t, torch.zeros(n, dtype=torch.long, device=device)])
-        self.best = torch.cat([self.best, torch.full((n,), math.inf, device=device)])
-        self.anchor = torch.cat([self.anchor, torch.full((n,), math.inf, device=device)])
-        self.stale = torch.cat([self.stale, torch.zeros(n, dtype=torch.long, device=device)])
-        self.target = torch.cat([self.target, target])
-        if self.best_z is not None:
-            self.best_z = torch.cat([self.best_z, z[::restarts]])
+        self.row_best = torch.cat([self.row_best, torch.full((z.shape[0],), math.inf, device=device)])
 
-    def keep(self, mask: torch.Tensor, restarts: int) -> None:
-        rows = mask.repeat_interleave(restarts)
-        self.index = self.index[mask.cpu()]
-        self.z, self.m, self.v = self.z[rows], self.m[rows], self.v[rows]
-        self.t, self.best, self.anchor = self.t[mask], self.best[mask], self.anchor[mask]
-        self.stale, self.target = self.stale[mask], self.target[mask]
+    def keep(self, keep_images: torch.Tensor, keep_rows: torch.Tensor) -> None:
+        """Drop finished images (and all their rows) and pruned rows; renumber owners."""
+        keep_rows = keep_rows & keep_images[self.owner]
+        new_position = torch.cumsum(keep_images.long(), 0) - 1
+        self.owner = new_position[self.owner[keep_rows]]
+        self.z, self.m, self.v = self.z[keep_rows], self.m[keep_rows], self.v[keep_rows]
+        self.row_best = self.row_best[keep_rows]
+        self.index = self.index[keep_images.cpu()]
+        self.target, self.t, self.best = self.target[keep_images], self.t[keep_images], self.best[keep_images]
+        self.anchor, self.stale = self.anchor[keep_images], self.stale[keep_images]
         if self.best_z is not None:
-            self.best_z = self.best_z[mask]
+            self.best_z = self.best_z[keep_images]
+
+
+def _per_image_min(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.full((n,), math.inf, device=values.device).scatter_reduce(0, owner, values, "amin")
 
 
 class Inverter:
@@ -157,7 +184,7 @@ class Inverter:
                  callback: DoneCallback | None = None, progress: bool = False,
                  return_latents: bool = False) -> InversionResult:
         """Invert ``images`` ``[N, C, H, W]`` in [0, 1]; ``keys`` (content hashes) seed each image's restarts."""
-        cfg, gen = self.config, self.generator
+        gen = self.generator
         if images.dim() != 4 or tuple(images.shape[1:]) != gen.image_shape:
             raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match model {gen.id} output "
                              f"{gen.image_shape}; load them with the model's channels and size")
@@ -166,38 +193,39 @@ class Inverter:
         scores = np.full(n, np.nan)
         steps = np.zeros(n, dtype=np.int64)
         latents = torch.empty((n, *gen.latent_shape)) if return_latents else None
-        slots = _Slots(gen.latent_shape, gen.image_shape, gen.device, return_latents)
+        active = _Active(gen.latent_shape, gen.image_shape, gen.device, return_latents)
         queue = deque(range(n))
         start = time.perf_counter()
         from tqdm.auto import tqdm
 
         with tqdm(total=n, desc=f"inverting ({gen.id})", unit="img", disable=not progress, leave=False) as bar:
-            self._admit(slots, queue, images, keys)
-            while len(slots):
-                done = self._step(slots)
-                if bool(done.any()):
+            self._admit(active, queue, images, keys)
+            while active.n_images:
+                done, keep_rows = self._step(active)
+                if bool(done.any()) or not bool(keep_rows.all()):
                     for s in torch.nonzero(done.cpu()).flatten().tolist():
-                        i = int(slots.index[s])
-                        scores[i], steps[i] = float(slots.best[s]), int(slots.t[s])
+                        i = int(active.index[s])
+                        scores[i], steps[i] = float(active.best[s]), int(active.t[s])
                         if latents is not None:
-                            latents[i] = slots.best_z[s].cpu()
+                            latents[i] = active.best_z[s].cpu()
                         if callback is not None:
                             callback(i, scores[i], int(steps[i]))
                     bar.update(int(done.sum()))
-                    slots.keep(~done, cfg.restarts)
-                    self._admit(slots, queue, images, keys)
+                    active.keep(~done, keep_rows)
+                    self._admit(active, queue, images, keys)
         return InversionResult(scores, steps, time.perf_counter() - start, latents)
 
     # -- internals -------------------------------------------------------------------------------------
-    def _admit(self, slots: _Slots, queue: deque, images: torch.Tensor, keys: list[str]) -> None:
-        """Fill free slots from the queue with freshly initialised latents."""
-        free = min(self.config.batch_size - len(slots), len(queue))
+    def _admit(self, active: _Active, queue: deque, images: torch.Tensor, keys: list[str]) -> None:
+        """Give free rows (``batch_size × restarts`` in all) to queued images, freshly initialised."""
+        r = self.config.restarts
+        free = min((self.config.batch_size * r - active.n_rows) // r, len(queue))
         if free <= 0:
             return
         index = torch.tensor([queue.popleft() for _ in range(free)], dtype=torch.long)
         target = images[index].to(self.generator.device, torch.float32)
         z = self._initial_latents(target, [keys[i] for i in index.tolist()])
-        slots.add(index, z, target, self.config.restarts)
+        active.add(index, z, target, r)
 
     @torch.no_grad()
     def _initial_latents(self, target: torch.Tensor, keys: list[str]) -> torch.Tensor:
@@ -224,33 +252,51 @@ class Inverter:
             chosen.append(candidates[losses.topk(r, largest=False).indices])
         return torch.cat(chosen)
 
-    def _step(self, slots: _Slots) -> torch.Tensor:
-        """One Adam step on every row; returns the mask of slots whose image is finished."""
-        cfg, r = self.config, self.config.restarts
-        z = slots.z.detach().requires_grad_(True)
-        losses = self.distance(self.generator.decode(z), slots.target.repeat_interleave(r, 0))
+    def _step(self, active: _Active) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Adam step on every row; returns (finished images, rows kept after pruning)."""
+        cfg = self.config
+        z = active.z.detach().requires_grad_(True)
+        losses = self.distance(self.generator.decode(z), active.target[active.owner])
         (grad,) = torch.autograd.grad(losses.sum(), z)
         with torch.no_grad():
-            per_slot, argmin = losses.view(-1, r).min(1)
-            if slots.best_z is not None:
-                better = per_slot < slots.best
-                rows = torch.arange(len(slots), device=z.device) * r + argmin
-                slots.best_z[better] = z.detach()[rows][better]
-            slots.best = torch.minimum(slots.best, per_slot)
-            improved = slots.best < slots.anchor * (1 - cfg.rel_tol) - cfg.abs_tol
-            slots.anchor = torch.where(improved, slots.best, slots.anchor)
-            slots.stale = torch.where(improved, torch.zeros_like(slots.stale), slots.stale + 1)
-            slots.t += 1
+            losses = losses.detach()
+            active.row_best = torch.minimum(active.row_best, losses)
+            per_image = _per_image_min(losses, active.owner, active.n_images)
+            if active.best_z is not None:
+                better = per_image < active.best
+                rows = better[active.owner] & (losses == per_image[active.owner])
+                active.best_z[active.owner[rows]] = z.detach()[rows]
+            active.best = torch.minimum(active.best, per_image)
+            improved = active.best < active.anchor * (1 - cfg.rel_tol) - cfg.abs_tol
+            active.anchor = torch.where(improved, active.best, active.anchor)
+            active.stale = torch.where(improved, torch.zeros_like(active.stale), active.stale + 1)
+            active.t += 1
             b1, b2 = ADAM_BETAS
             shape = (-1, *([1] * (z.dim() - 1)))
-            t = slots.t.repeat_interleave(r).view(shape).to(z.dtype)
-            slots.m.mul_(b1).add_(grad, alpha=1 - b1)
-            slots.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            m_hat = slots.m / (1 - b1**t)
-            v_hat = slots.v / (1 - b2**t)
-            lr = self._learning_rate(slots.t - 1).repeat_interleave(r).view(shape)
-            slots.z = z.detach() - lr * m_hat / (v_hat.sqrt() + ADAM_EPS)
-        return (slots.stale >= cfg.patience) | (slots.t >= cfg.steps)
+            t_rows = active.t[active.owner]
+            t = t_rows.view(shape).to(z.dtype)
+            active.m.mul_(b1).add_(grad, alpha=1 - b1)
+            active.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            m_hat = active.m / (1 - b1**t)
+            v_hat = active.v / (1 - b2**t)
+            lr = self._learning_rate(t_rows - 1).view(shape)
+            active.z = z.detach() - lr * m_hat / (v_hat.sqrt() + ADAM_EPS)
+            keep_rows = torch.ones_like(active.owner, dtype=torch.bool)
+            if cfg.prune_after and cfg.restarts > 1:
+                pruning = (active.t == cfg.prune_after)[active.owner]
+                if bool(pruning.any()):
+                    keep_rows = ~pruning | self._best_row_mask(active)
+        return (active.stale >= cfg.patience) | (active.t >= cfg.steps), keep_rows
+
+    @staticmethod
+    def _best_row_mask(active: _Active) -> torch.Tensor:
+        """One row per image: its restart with the lowest loss so far (the first on ties)."""
+        best = _per_image_min(active.row_best, active.owner, active.n_images)
+        candidate = active.row_best == best[active.owner]
+        row_ids = torch.arange(active.n_rows, device=active.owner.device)
+        big = torch.full((active.n_images,), active.n_rows, device=active.owner.device, dtype=torch.long)
+        first = big.scatter_reduce(0, active.owner[candidate], row_ids[candidate], "amin")
+        return row_ids == first[active.owner]
 
     def _learning_rate(self, t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
