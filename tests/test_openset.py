@@ -138,3 +138,20 @@ def test_input_checks():
         LinearProbe().fit(x[:3], y[:3])
     with pytest.raises(ValueError, match="rejection"):
         LinearProbe(rejection="odin")
+
+
+def test_mahalanobis_low_rank_form_equals_the_explicit_shrunk_precision():
+    from sklearn.covariance import ledoit_wolf
+
+    from imgorigin.openset import _fit_mahalanobis, _mahalanobis_score
+
+    rng = np.random.default_rng(12)
+    for n, dim in [(30, 50), (200, 20)]:  # fewer and more images than dimensions
+        x = rng.normal(size=(n, dim)) * rng.uniform(0.1, 3, dim)
+        y = np.arange(n) % 3
+        means = np.stack([x[y == c].mean(axis=0) for c in range(3)])
+        covariance, _ = ledoit_wolf(x - means[y], assume_centered=True)
+        precision = np.linalg.inv(covariance + 1e-6 * np.mean((x - means[y]) ** 2) * np.eye(dim))
+        queries = rng.normal(size=(7, dim))
+        explicit = -np.min([np.einsum("nd,de,ne->n", queries - m, precision, queries - m) for m in means], axis=0)
+        np.testing.assert_allclose(_mahalanobis_score(_fit_mahalanobis(x, y, 3), queries), explicit, rtol=1e-10)

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 from scipy.special import logsumexp, softmax
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -65,32 +65,45 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 def _fit_mahalanobis(x: np.ndarray, y: np.ndarray, n_classes: int) -> Arrays:
-    """Class means and the precision of the shared, Ledoit-Wolf-shrunk within-class covariance."""
+    """Class means and the shared within-class covariance, Ledoit-Wolf-shrunk, as a low-rank precision.
+
+    The shrunk covariance is a I + V diag(b s^2) V' (V, s from the SVD of the centred features, a = the
+    shrinkage times the mean variance, b = (1 - shrinkage) / n), so its inverse is (1/a) I + V diag(w) V'
+    with w = 1 / (a + b s^2) - 1 / a: exact, and O(n D min(n, D)) instead of a D x D inversion.
+    """
     means = np.stack([x[y == c].mean(axis=0) for c in range(n_classes)])
     centred = x - means[y]
-    covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
-    ridge = np.mean(np.diag(covariance))
-    covariance += (1e-6 * ridge if ridge > 0 else 1.0) * np.eye(x.shape[1])  # one image per class: Euclidean
-    return {"means": means, "precision": np.linalg.inv(covariance)}
+    shrinkage = ledoit_wolf_shrinkage(centred, assume_centered=True)
+    variance = float(np.mean(centred**2))
+    a = shrinkage * variance + 1e-6 * variance if variance > 0 else 1.0  # all one image per class: Euclidean
+    _, singular, basis_t = np.linalg.svd(centred, full_matrices=False)
+    b = (1 - shrinkage) / len(x)
+    return {"means": means, "basis": basis_t.T, "weights": 1 / (a + b * singular**2) - 1 / a,
+            "inverse_a": np.array([1 / a])}
 
 
 def _mahalanobis_score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
     """Minus the squared Mahalanobis distance to the nearest class mean."""
-    diffs = x[:, None, :] - arrays["means"][None]
-    return -((diffs @ arrays["precision"]) * diffs).sum(axis=2).min(axis=1)
+    means, basis = arrays["means"], arrays["basis"]
+    squared = (x**2).sum(axis=1)[:, None] - 2 * x @ means.T + (means**2).sum(axis=1)[None]
+    along = (x @ basis)[:, None, :] - (means @ basis)[None]  # [N, C, r]: (x - m) on the covariance's axes
+    distances = arrays["inverse_a"][0] * squared + (along**2 * arrays["weights"]).sum(axis=2)
+    return -distances.min(axis=1)
 
 
 def _rejection_arrays(rejection: str, x: np.ndarray, y: np.ndarray, n_classes: int) -> Arrays:
     """What a feature-space rejection score needs from the training images (nothing for logit scores)."""
     if rejection == "mahalanobis":
-        return _fit_mahalanobis(x, y, n_classes)
-    if rejection == "knn":
-        return {"bank": _l2_normalise(x)}
-    return {}
+        arrays = _fit_mahalanobis(x, y, n_classes)
+    elif rejection == "knn":
+        arrays = {"bank": _l2_normalise(x)}
+    else:
+        arrays = {}
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}  # C order, as saved
 
 
-def _rejection_score(rejection: str, arrays: Arrays, x: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Rejection score per image: higher means more likely one of the known sources."""
+def _rejection_score(rejection: str, arrays: Arrays, x: np.ndarray, logits: np.ndarray | None) -> np.ndarray:
+    """Rejection score per image: higher means more likely one of the known sources (logits: logit scores)."""
     if rejection == "msp":
         return softmax(logits, axis=1).max(axis=1)
     if rejection == "maxlogit":
@@ -159,45 +172,53 @@ class OpenSetClassifier(ABC):
                 "val_fraction": self.val_fraction, "random_state": self.random_state}
 
     # --- fitting ---------------------------------------------------------------------------------------
-    def _fit_state(self, x: np.ndarray, y: np.ndarray, n_classes: int, param: float) -> tuple[Arrays, Arrays]:
-        """(model arrays, rejection arrays) fitted on these images, C-contiguous as they are saved."""
-        model = self._fit_model(x, y, n_classes, param)
-        rejection = _rejection_arrays(self.rejection, x, y, n_classes)
-        return ({k: np.ascontiguousarray(v) for k, v in model.items()},
-                {k: np.ascontiguousarray(v) for k, v in rejection.items()})
+    def _fit_state(self, x: np.ndarray, y: np.ndarray, n_classes: int, param: float,
+                   rejection: Arrays | None = None) -> tuple[Arrays, Arrays]:
+        """(model arrays, rejection arrays) fitted on these images; rejection arrays are reused when given."""
+        model = {k: np.ascontiguousarray(v) for k, v in self._fit_model(x, y, n_classes, param).items()}
+        return model, _rejection_arrays(self.rejection, x, y, n_classes) if rejection is None else rejection
 
     def _scores(self, state: tuple[Arrays, Arrays], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(logits, rejection scores) of images under a fitted state."""
         logits = self._logits(state[0], x)
         return logits, _rejection_score(self.rejection, state[1], x, logits)
 
-    def _held_out_class_auroc(self, x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
-                              n_classes: int, param: float) -> float:
-        """Mean AUROC over known classes, each in turn removed from training and used as the unknown."""
-        values = []
+    def _held_out_class_aurocs(self, x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+                               n_classes: int, params: list[float]) -> list[float]:
+        """Per candidate: mean AUROC over known classes, each in turn left out of training as the unknown."""
+        per_class = []
         for held in range(n_classes):
             keep = train[y[train] != held]
             remap = np.cumsum(np.arange(n_classes) != held) - 1  # class ids without the held-out one
-            state = self._fit_state(x[keep], remap[y[keep]], n_classes - 1, param)
-            known, unknown = val[y[val] != held], val[y[val] == held]
-            values.append(auroc(self._scores(state, x[known])[1], self._scores(state, x[unknown])[1]))
-        return float(np.mean(values))
+            x_keep, y_keep = x[keep], remap[y[keep]]
+            rejection = _rejection_arrays(self.rejection, x_keep, y_keep, n_classes - 1)
+            known, unknown = x[val[y[val] != held]], x[val[y[val] == held]]
+            if self.rejection in LOGIT_SCORES:
+                values = []
+                for param in params:
+                    state = self._fit_state(x_keep, y_keep, n_classes - 1, param, rejection)
+                    values.append(auroc(self._scores(state, known)[1], self._scores(state, unknown)[1]))
+            else:  # a feature-space score ignores the classifier: one AUROC for every candidate
+                score = auroc(_rejection_score(self.rejection, rejection, known, None),
+                              _rejection_score(self.rejection, rejection, unknown, None))
+                values = [score] * len(params)
+            per_class.append(values)
+        return np.mean(per_class, axis=0).tolist()
 
     def _select(self, x: np.ndarray, y: np.ndarray, n_classes: int, x_unknown: np.ndarray | None) -> None:
         """Choose the hyper-parameter on a held-out part of the known images (see the module docstring)."""
         train, val = _split_per_class(y, self.val_fraction, self.random_state)
+        params = self._candidates()
+        rejection = _rejection_arrays(self.rejection, x[train], y[train], n_classes)
+        held_out = (self._held_out_class_aurocs(x, y, train, val, n_classes, params)
+                    if x_unknown is None and n_classes >= 3 else [math.nan] * len(params))
         results = []
-        for param in self._candidates():
-            state = self._fit_state(x[train], y[train], n_classes, param)
+        for param, held_out_auroc in zip(params, held_out, strict=True):
+            state = self._fit_state(x[train], y[train], n_classes, param, rejection)
             logits, scores = self._scores(state, x[val])
             accuracy = float(np.mean(logits.argmax(axis=1) == y[val]))
             log_loss = float(np.mean(logsumexp(logits, axis=1) - logits[np.arange(len(val)), y[val]]))
-            if x_unknown is not None:
-                value = auroc(scores, self._scores(state, x_unknown)[1])
-            elif n_classes >= 3:
-                value = self._held_out_class_auroc(x, y, train, val, n_classes, param)
-            else:
-                value = math.nan
+            value = held_out_auroc if x_unknown is None else auroc(scores, self._scores(state, x_unknown)[1])
             results.append({"param": param, "auroc": None if math.isnan(value) else value,
                             "accuracy": accuracy, "log_loss": log_loss})
         best = max(results, key=lambda r: (-math.inf if r["auroc"] is None else r["auroc"], r["accuracy"],
