@@ -1,0 +1,183 @@
+"""Two-stage attribution: features short-list the source, reverse-engineering confirms it.
+
+Stage 1 ranks the known classes by the open-set classifier's probabilities. Stage 2 verifies the image
+against the classes bound to a model, in that order, batched per candidate model; the first candidate whose
+verification accepts the image gives the label (later candidates are skipped). When none accepts, a
+feature-only class (e.g. ``real``, or a closed service without a model) can still win on features alone;
+otherwise the answer is ``unknown``, or ``inconclusive`` when the evidence conflicts.
+
+Rules, recorded in each record's ``rule``:
+  ``verification``  a bound candidate's verification accepts (conformal p > α);
+  ``features``      no bound candidate accepts and the features name a feature-only class above threshold;
+  ``rejected``      neither: ``unknown``;
+  ``conflict``      a candidate is typical of both the model and of reference real images: ``inconclusive``.
+Where features are confident in a bound class that verification rejects, the answer stays ``unknown`` (an
+unseen generator that resembles a known one is the usual cause) with the reason code
+``features_confident_verification_rejects``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import Calibration
+from .openset import OpenSetClassifier
+from .verification import Verifier, decide, score_paths
+
+BINDINGS_FILE = "bindings.json"
+UNKNOWN = "unknown"
+INCONCLUSIVE = "inconclusive"
+#: Feature confidence above which a disagreement between the stages is named in the reason codes.
+STRONG_FEATURES = 0.99
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A known class bound to a generator (any MODEL spec) and, unless shipped with the zoo, its calibration."""
+
+    label: str
+    model: str
+    calibration: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Binding:
+        """``LABEL=MODEL`` or ``LABEL=MODEL@CALIBRATION`` (as given to ``--bind``)."""
+        label, sep, rest = text.partition("=")
+        if not sep or not label or not rest:
+            raise ValueError(f"--bind {text!r}: expected LABEL=MODEL or LABEL=MODEL@CALIBRATION")
+        model, _, calibration = rest.partition("@")
+        return cls(label, model, calibration or None)
+
+    def calibration_path(self) -> Path:
+        """The calibration file to use: the given one, or the shipped one for ``zoo:`` models."""
+        if self.calibration:
+            return Path(self.calibration)
+        if self.model.startswith("zoo:"):
+            from .zoo.calibrations import calibration_path
+
+            return calibration_path(self.model[4:])
+        raise ValueError(f"binding {self.label}={self.model}: give its calibration as "
+                         f"{self.label}={self.model}@CAL (write one with `imgorigin calibrate`)")
+
+
+def load_bindings(classifier_dir: str | Path) -> dict[str, Binding]:
+    """The bindings stored beside a classifier (none when the file is absent)."""
+    path = Path(classifier_dir) / BINDINGS_FILE
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {label: Binding(label, entry["model"], entry.get("calibration")) for label, entry in data.items()}
+
+
+def save_bindings(classifier_dir: str | Path, classes: Sequence[str], bindings: dict[str, Binding]) -> Path:
+    """Write the bindings beside the classifier; every bound label must be one of its classes."""
+    unknown = sorted(set(bindings) - set(classes))
+    if unknown:
+        raise ValueError(f"cannot bind {', '.join(unknown)}: not a class of this classifier ({', '.join(classes)})")
+    for binding in bindings.values():
+        binding.calibration_path()  # fail now, not at attribution time
+    path = Path(classifier_dir) / BINDINGS_FILE
+    data = {label: {"model": b.model, "calibration": b.calibration} for label, b in sorted(bindings.items())}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+class TwoStageAttributor:
+    """An open-set classifier whose bound classes are confirmed by verification against their models."""
+
+    def __init__(self, classifier: OpenSetClassifier, bindings: dict[str, Binding], *, alpha: float = 0.05,
+                 top_k: int | None = None, device: str = "cpu", cache_dir: str | Path | None = None) -> None:
+        if not bindings:
+            raise ValueError("two-stage attribution needs at least one class bound to a model (--bind LABEL=MODEL)")
+        self.classifier, self.bindings, self.alpha = classifier, bindings, alpha
+        self.top_k, self.device, self.cache_dir = top_k, device, cache_dir
+        self._verifiers: dict[str, Verifier] = {}
+
+    def verifier(self, label: str) -> Verifier:
+        """The loaded generator and calibration of a bound class (loaded once)."""
+        if label not in self._verifiers:
+            from .generators import load_generator
+
+            binding = self.bindings[label]
+            generator = load_generator(binding.model, device=self.device)
+            calibration = Calibration.load(binding.calibration_path())
+            self._verifiers[label] = Verifier(generator, calibration, alpha=self.alpha, cache_dir=self.cache_dir)
+        return self._verifiers[label]
+
+    def candidates(self, probabilities: np.ndarray) -> list[list[str]]:
+        """Per image, the bound classes to verify, most probable first (the top-K classes by features)."""
+        classes = self.classifier.classes_
+        ranked = np.argsort(-probabilities, axis=1)
+        if self.top_k is not None:
+            ranked = ranked[:, : self.top_k]
+        return [[str(classes[j]) for j in row if str(classes[j]) in self.bindings] for row in ranked]
+
+    def attribute(self, features: np.ndarray, paths: Sequence[str], progress: bool = False) -> list[dict]:
+        """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images."""
+        clf = self.classifier
+        probabilities = clf.predict_proba(features)
+        feature_labels = clf.predict(features)
+        feature_scores = clf.score_samples(features)
+        candidates = self.candidates(probabilities)
+        evidence: list[dict[str, dict]] = [{} for _ in paths]
+        accepted: list[str | None] = [None] * len(paths)
+        for round_ in range(max((len(c) for c in candidates), default=0)):
+            by_label: dict[str, list[int]] = {}
+            for i, cands in enumerate(candidates):
+                if accepted[i] is None and round_ < len(cands):
+                    by_label.setdefault(cands[round_], []).append(i)
+            for label, rows in by_label.items():
+                verifier = self.verifier(label)
+                scored = score_paths(verifier.generator, verifier.calibration.inversion, [paths[i] for i in rows],
+                                     cache=verifier.cache, progress=progress)
+                row_of = {paths[i]: i for i in rows}
+                for item in scored:
+                    i = row_of[item.image.path]
+                    result = decide(item.score, verifier.calibration, self.alpha)
+                    evidence[i][label] = {"score": item.score, "p_value": result["p_value"],
+                                          "p_value_real": result["p_value_real"], "verdict": result["verdict"]}
+                    if result["verdict"] == "member":
+                        accepted[i] = label
+        return [self._record(paths[i], probabilities[i], str(feature_labels[i]), float(feature_scores[i]),
+                             candidates[i], evidence[i], accepted[i]) for i in range(len(paths))]
+
+    def _record(self, path: str, probs: np.ndarray, feature_label: str, feature_score: float,
+                candidates: list[str], evidence: dict[str, dict], accepted: str | None) -> dict:
+        clf = self.classifier
+        reasons: list[str] = []
+        confidence = float(probs.max())
+        top = str(clf.classes_[int(probs.argmax())])
+        if accepted is not None:
+            label, rule = accepted, "verification"
+            known_score = 2 + evidence[accepted]["p_value"]
+            if feature_label not in (accepted, UNKNOWN) and confidence >= STRONG_FEATURES:
+                reasons.append("features_disagree")
+        elif any(e["verdict"] == INCONCLUSIVE for e in evidence.values()):
+            label, rule = INCONCLUSIVE, "conflict"
+            reasons.append("overlaps_real_reference")
+            known_score = max(e["p_value"] for e in evidence.values())
+        elif feature_label != UNKNOWN and feature_label not in self.bindings:
+            label, rule = feature_label, "features"
+            known_score = 1 + confidence
+        else:
+            label, rule = UNKNOWN, "rejected"
+            known_score = max((e["p_value"] for e in evidence.values()), default=0.0)
+            if top in self.bindings and confidence >= STRONG_FEATURES and top in evidence:
+                reasons.append("features_confident_verification_rejects")
+        missing = [c for c in candidates if c not in evidence and accepted is None]
+        if missing:
+            reasons.append("candidate_unreadable")
+        return {
+            "path": path, "label": label, "known": label not in (UNKNOWN, INCONCLUSIVE), "rule": rule,
+            "known_score": known_score, "reasons": reasons, "alpha": self.alpha,
+            "features": {"label": feature_label, "best_known": top, "confidence": confidence,
+                         "rejection_score": feature_score, "threshold": clf.threshold_,
+                         "scores": dict(zip(clf.classes_.tolist(), probs.tolist(), strict=True))},
+            "candidates": candidates,
+            "verification": {label_: {**e, "model": self.bindings[label_].model} for label_, e in evidence.items()},
+        }
