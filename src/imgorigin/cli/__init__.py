@@ -19,7 +19,7 @@ bench_app = typer.Typer(help="Benchmarks that produce the README's tables (long;
 app.add_typer(bench_app, name="bench")
 
 #: Modules under imgorigin.cli that define ``register(app, bench_app)``; each adds its own commands.
-COMMAND_MODULES = ("demo", "verify", "zoo", "attribute")
+COMMAND_MODULES = ("demo", "verify", "zoo", "attribute", "bind")
 
 for _name in COMMAND_MODULES:
     try:
