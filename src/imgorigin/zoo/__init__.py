@@ -73,8 +73,14 @@ def load(name: str, device: str | torch.device = "cpu", weights: str | os.PathLi
     return recipe.module.load(recipe.config, root, device)
 
 
-def sample(name: str, n: int, seed: int = 0, device: str | torch.device = "cpu",
-           weights: str | os.PathLike | None = None, batch_size: int = 100) -> torch.Tensor:  # fmt: skip
+def sample(
+    name: str,
+    n: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    weights: str | os.PathLike | None = None,
+    batch_size: int = 100,
+) -> torch.Tensor:
     """``n`` images ``[n, 1, 28, 28]`` in [0, 1] from the model's own sampling procedure, deterministic per seed.
 
     For ``ldm`` the latents come from the latent diffusion model (DDIM) and are decoded by the autoencoder;
@@ -84,8 +90,15 @@ def sample(name: str, n: int, seed: int = 0, device: str | torch.device = "cpu",
     return gen.sample(n, seed=seed, batch_size=batch_size)
 
 
-def train(name: str, out_dir: str | os.PathLike, device: str | torch.device | None = None, *,
-          images: torch.Tensor | None = None, max_steps: int | None = None, log=None) -> dict[str, Any]:  # fmt: skip
+def train(
+    name: str,
+    out_dir: str | os.PathLike,
+    device: str | torch.device | None = None,
+    *,
+    images: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    log=None,
+) -> dict[str, Any]:
     """Train ``name`` from its recipe into ``out_dir/<name>/`` (the shipped layout); returns training stats.
 
     ``device``: ``None`` picks CUDA when available. ``images`` (``[N, 1, 28, 28]`` in [0, 1]) replaces the
@@ -97,8 +110,9 @@ def train(name: str, out_dir: str | os.PathLike, device: str | torch.device | No
 
     recipe = get_recipe(name)
     out = Path(out_dir)
-    stats = recipe.module.train(recipe.config, out, device=device, images=images, max_steps=max_steps,
-                                log=log or default_log)  # fmt: skip
+    stats = recipe.module.train(
+        recipe.config, out, device=device, images=images, max_steps=max_steps, log=log or default_log
+    )
     record = {"name": name, "config": config_dict(recipe.config), "training": stats, "environment": environment()}
     write_json(out / name / "training.json", record)
     return stats

@@ -77,11 +77,16 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
     for rel in recipe.weight_files():
         p = weights_dir() / rel
         files.append({"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
-    folder_bytes = sum(p.stat().st_size for p in (weights_dir() / name).rglob("*") if p.is_file())
+    folder_bytes = sum(
+        p.stat().st_size for p in (weights_dir() / name).rglob("*") if p.is_file() and p.name != "card.json"
+    )
+    parameters = (record or {}).get("training", {}).get("parameters")
     card: dict[str, Any] = {
         "name": name,
         "family": recipe.family,
         "summary": recipe.summary,
+        "latent_shape": list(gen.latent_shape),
+        "parameters": parameters,
         "generator": {
             "class": type(gen).__name__,
             "id": gen.id,
@@ -89,7 +94,7 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
             "image_shape": list(gen.image_shape),
             "output_range": "[0, 1]",
             "has_encoder": gen.has_encoder,
-            "parameters": (record or {}).get("training", {}).get("parameters"),
+            "parameters": parameters,
             "weight_hash": gen.weight_hash(),
         },
         "sampling": sampling_description(name),
@@ -97,7 +102,7 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
         "config": config_dict(cfg),
         "training": record,
         "weights": {"files": files, "folder_bytes": folder_bytes},
-        "quality": old.get("quality"),
+        "quality": old.get("quality") or {"frechet_distance": None, "status": "not measured yet"},
         "data": {
             "train": "Fashion-MNIST train split (60 000 images), Debian package dataset-fashion-mnist, MIT",
             "reference": "Fashion-MNIST test split (10 000 images), never used for training",
@@ -112,15 +117,20 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
 def sampling_description(name: str) -> dict[str, Any]:
     cfg = get_recipe(name).config
     if name == "ddpm":
-        return {"procedure": "x_T ~ N(0, I) [1, 28, 28] → deterministic DDIM (eta = 0, trailing spacing) → image",
-                "num_inference_steps": cfg.num_inference_steps, "num_train_timesteps": cfg.num_train_timesteps}
+        return {
+            "procedure": "x_T ~ N(0, I) [1, 28, 28] → deterministic DDIM (eta = 0, trailing spacing) → image",
+            "num_inference_steps": cfg.num_inference_steps,
+            "num_train_timesteps": cfg.num_train_timesteps,
+        }
     if name == "ldm":
-        return {"procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing) → scaled latent "
-                             "→ AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
-                             "the decoder only, initialised from the encoder's posterior mean",
-                "num_inference_steps": cfg.num_inference_steps, "num_train_timesteps": cfg.num_train_timesteps}
+        return {
+            "procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing) → scaled latent "
+            "→ AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
+            "the decoder only, initialised from the encoder's posterior mean",
+            "num_inference_steps": cfg.num_inference_steps,
+            "num_train_timesteps": cfg.num_train_timesteps,
+        }
     return {"procedure": "z ~ N(0, I) → generator(z) → image", "num_inference_steps": None}
-# fmt: skip
 
 
 def _fmt_int(v: Any) -> str:
@@ -132,6 +142,8 @@ def write_markdown(card: dict[str, Any]) -> Path:
     t = (card.get("training") or {}).get("training", {})
     env = (card.get("training") or {}).get("environment", {})
     q = card.get("quality") or {}
+    if q.get("frechet_distance") is None:
+        q = {}
     g = card["generator"]
     lines = [
         f"# Zoo model `{name}`",
@@ -146,40 +158,120 @@ def write_markdown(card: dict[str, Any]) -> Path:
         f"image `{tuple(g['image_shape'])}` in [0, 1]; encoder initialisation: {'yes' if g['has_encoder'] else 'no'} |",
         f"| parameters (generator) | {_fmt_int(g.get('parameters'))} |",
     ]
-    for key, label in (("discriminator_parameters", "discriminator"), ("critic_parameters", "critic"),
-                       ("encoder_parameters", "encoder"), ("autoencoder_parameters", "autoencoder (all)"),
-                       ("latent_unet_parameters", "latent UNet")):  # fmt: skip
+    for key, label in (
+        ("discriminator_parameters", "discriminator"),
+        ("critic_parameters", "critic"),
+        ("encoder_parameters", "encoder"),
+        ("autoencoder_parameters", "autoencoder (all)"),
+        ("latent_unet_parameters", "latent UNet"),
+    ):
         if key in t:
-            lines.append(f"| parameters ({label}, training only{' / sampling' if 'unet' in key else ''}) | "
-                         f"{_fmt_int(t[key])} |")  # fmt: skip
+            lines.append(
+                f"| parameters ({label}, training only{' / sampling' if 'unet' in key else ''}) | {_fmt_int(t[key])} |"
+            )
     s = card["sampling"]
-    lines.append(f"| sampling | {s['procedure']}" + (f"; **{s['num_inference_steps']} DDIM steps**" if
-                                                     s.get("num_inference_steps") else "") + " |")
+    lines.append(
+        f"| sampling | {s['procedure']}"
+        + (f"; **{s['num_inference_steps']} DDIM steps**" if s.get("num_inference_steps") else "")
+        + " |"
+    )
     if t:
         if "autoencoder" in t:
-            lines.append(f"| training | autoencoder {t['autoencoder']['steps']} steps "
-                         f"({t['autoencoder']['epochs']:.2f} epochs, {t['autoencoder']['seconds']:.0f} s) + latent "
-                         f"diffusion {t['latent_diffusion']['steps']} steps ({t['latent_diffusion']['epochs']:.2f} "
-                         f"epochs, {t['latent_diffusion']['seconds']:.0f} s) |")  # fmt: skip
+            lines.append(
+                f"| training | autoencoder {t['autoencoder']['steps']} steps "
+                f"({t['autoencoder']['epochs']:.2f} epochs, {t['autoencoder']['seconds']:.0f} s) + latent "
+                f"diffusion {t['latent_diffusion']['steps']} steps ({t['latent_diffusion']['epochs']:.2f} "
+                f"epochs, {t['latent_diffusion']['seconds']:.0f} s) |"
+            )
         else:
             lines.append(f"| training | {t['steps']} steps, {t['epochs']:.2f} epochs of the 60k train split |")
-        lines.append(f"| training time (measured here) | {t['seconds'] / 60:.1f} min on `{t['device']}` "
-                     f"({env.get('cpu_count')} CPU cores shared with other jobs, {env.get('torch_threads')} torch "
-                     f"thread(s), torch {env.get('torch')}) |")  # fmt: skip
+        lines.append(
+            f"| training time (measured here) | {t['seconds'] / 60:.1f} min on `{t['device']}` "
+            f"({env.get('cpu_count')} CPU cores shared with other jobs, {env.get('torch_threads')} torch "
+            f"thread(s), torch {env.get('torch')}) |"
+        )
     lines.append(f"| seed | {card['seed']} |")
     if q:
-        lines.append(f"| sample quality | Fréchet distance **{q['fd']:.2f}** between {q['n_samples']} samples "
-                     f"(seed {q['seed']}) and the {q['n_reference']} test images on {q['backbone']} "
-                     f"`{q['layer']}` features (real train vs test: {q['fd_train_vs_test']:.2f}) |")  # fmt: skip
+        lines.append(
+            f"| sample quality | Fréchet distance **{q['frechet_distance']:.2f}** between {q['n_samples']} samples "
+            f"(seed {q['seed']}) and the {q['n_reference']} test images on {q['backbone']} "
+            f"`{q['layer']}` features (real train vs test: {q['fd_train_vs_test']:.2f}) |"
+        )
     else:
         lines.append("| sample quality | not measured yet |")
     for f in card["weights"]["files"]:
         lines.append(f"| weights `{f['path']}` | {f['bytes']:,} bytes, sha256 `{f['sha256']}` |")
-    lines += ["", "## Hyper-parameters", "", "```json", json.dumps(card["config"], indent=2), "```", "",
-              "## Reproducing", "", "```python", "import imgorigin.zoo as zoo",
-              f"zoo.train({name!r}, 'out_dir', device='cpu')  # or 'cuda'", "```", "", card["reproducibility"], ""]
+    lines += [
+        "",
+        "## Hyper-parameters",
+        "",
+        "```json",
+        json.dumps(card["config"], indent=2),
+        "```",
+        "",
+        "## Reproducing",
+        "",
+        "```python",
+        "import imgorigin.zoo as zoo",
+        f"zoo.train({name!r}, 'out_dir', device='cpu')  # or 'cuda'",
+        "```",
+        "",
+        card["reproducibility"],
+        "",
+    ]
     path = DOCS_DIR / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_index() -> Path:
+    """docs/zoo/README.md: one table over all cards, plus the real-image contact sheet."""
+    rows = []
+    total = 0
+    for name in list_models():
+        if not card_path(name).is_file():
+            rows.append(f"| [`{name}`]({name}.md) | not trained yet | | | | | |")
+            continue
+        card = json.loads(card_path(name).read_text())
+        t = (card.get("training") or {}).get("training", {})
+        q = card.get("quality") or {}
+        q = q if q.get("frechet_distance") is not None else {}
+        size = card["weights"]["folder_bytes"]
+        total += size
+        steps = card["sampling"].get("num_inference_steps") or "—"
+        fd = f"{q['frechet_distance']:.2f}" if q else "not measured"
+        rows.append(
+            f"| [`{name}`]({name}.md) | {card['family']} | `{tuple(card['generator']['latent_shape'])}` | "
+            f"{card['generator']['parameters']:,} | {t.get('seconds', 0) / 60:.1f} min | {steps} | {fd} | "
+            f"{size / 1e6:.2f} MB |"
+        )
+    data_bytes = sum(p.stat().st_size for p in (weights_dir().parent / "data").rglob("*") if p.is_file())
+    lines = [
+        "# Model zoo",
+        "",
+        "Small generators trained on Fashion-MNIST (28×28 grayscale) with the recipes in `src/imgorigin/zoo/`; "
+        "weights ship with the package under `src/imgorigin/zoo/weights/NAME/` together with a `card.json`. "
+        "API: `imgorigin.zoo.list_models()`, `load(name)` (the generator verification inverts), "
+        "`sample(name, n, seed)`, `train(name, out_dir, device)`, `model_card(name)`.",
+        "",
+        "| model | family | latent | parameters (generator) | training time | DDIM steps | FD ↓ | weights |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Shipped: {total / 1e6:.2f} MB of weights and configs + {data_bytes / 1e6:.2f} MB of data "
+        f"(200 Fashion-MNIST test images, MIT).",
+        "",
+        "FD: Fréchet distance between 5 000 samples and the 10 000 test images on EfficientNet-Lite0 head features "
+        "(1280-d, global average pool) — the FID formula on another backbone, comparable only within this table. "
+        "Training times are wall-clock on a 2-core CPU machine shared with other jobs, so they are upper bounds.",
+        "",
+        "Real test images (for comparison with the per-model contact sheets):",
+        "",
+        "![64 Fashion-MNIST test images](real.png)",
+        "",
+    ]
+    path = DOCS_DIR / "README.md"
     path.write_text("\n".join(lines))
     return path
 
@@ -197,6 +289,7 @@ def cmd_train(name: str, device: str, threads: int | None) -> None:
     record["environment"] = environment()
     build_card(name, record)
     write_sheet(name)
+    write_index()
     print(json.dumps(stats, indent=2))
 
 
@@ -238,24 +331,33 @@ def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
         fd = frechet_distance(smu, ssig, mu, sigma)
         card = json.loads(card_path(name).read_text())
         card["quality"] = {
-            "fd": fd, "n_samples": n, "seed": FD_SEED, "n_reference": 10000, "reference": "Fashion-MNIST test split",
-            "backbone": backbone.id, "layer": FD_LAYER, "preprocess": backbone.preprocess_id,
-            "fd_train_vs_test": fd_train, "fd_train_vs_test_note": f"{FD_SAMPLES} random train images vs the test split",
+            "frechet_distance": fd,
+            "n_samples": n,
+            "seed": FD_SEED,
+            "n_reference": 10000,
+            "reference": "Fashion-MNIST test split",
+            "backbone": backbone.id,
+            "layer": FD_LAYER,
+            "preprocess": backbone.preprocess_id,
+            "fd_train_vs_test": fd_train,
+            "fd_train_vs_test_note": f"{FD_SAMPLES} random train images vs the test split",
             "sampling_seconds": t_sample,
-        }  # fmt: skip
+        }
         write_json(card_path(name), card)
         write_markdown(card)
         print(f"{name}: FD {fd:.3f} (train-vs-test {fd_train:.3f}); sampling {t_sample:.0f}s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m imgorigin.zoo.build", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m imgorigin.zoo.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train")
     p.add_argument("name", choices=list_models())
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
+    sub.add_parser("index")
     p = sub.add_parser("card")
     p.add_argument("names", nargs="+")
     p = sub.add_parser("sheet")
@@ -268,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.cmd == "train":
         cmd_train(a.name, a.device, a.threads)
+    elif a.cmd == "index":
+        print(write_index())
     elif a.cmd == "card":
         for name in a.names:
             build_card(name)

@@ -39,7 +39,7 @@ class DDPMConfig:
     name: str = "ddpm"
     seed: int = 3
     # UNet2DModel
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    block_out_channels: tuple[int, ...] = (16, 32, 64)
     down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
     up_block_types: tuple[str, ...] = ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")
     layers_per_block: int = 1
@@ -53,7 +53,7 @@ class DDPMConfig:
     num_inference_steps: int = 10
     timestep_spacing: str = "trailing"
     # optimisation
-    steps: int = 3000
+    steps: int = 1200
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -91,8 +91,9 @@ def build_train_scheduler(num_train_timesteps: int, beta_schedule: str, beta_sta
     )
 
 
-def build_ddim_scheduler(num_train_timesteps: int, beta_schedule: str, beta_start: float, beta_end: float,
-                         timestep_spacing: str):  # fmt: skip
+def build_ddim_scheduler(
+    num_train_timesteps: int, beta_schedule: str, beta_start: float, beta_end: float, timestep_spacing: str
+):
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
@@ -129,8 +130,9 @@ def ddim_sample(unet, scheduler, x_t: torch.Tensor, num_inference_steps: int) ->
     return x
 
 
-def train_diffusion(unet, scheduler, data: torch.Tensor, cfg, device: torch.device, rng: torch.Generator,
-                    steps: int, log: Log, tag: str) -> tuple[EMA, dict]:  # fmt: skip
+def train_diffusion(
+    unet, scheduler, data: torch.Tensor, cfg, device: torch.device, rng: torch.Generator, steps: int, log: Log, tag: str
+) -> tuple[EMA, dict]:
     """The shared diffusion training loop (pixel ``ddpm`` and the latent model of ``ldm``)."""
     unet.to(device).train()
     ema = EMA(unet, cfg.ema_decay)
@@ -148,15 +150,27 @@ def train_diffusion(unet, scheduler, data: torch.Tensor, cfg, device: torch.devi
         ema.update(unet)
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if step % 100 == 0 or step == steps - 1:
-            log(f"[{tag}] step {step + 1}/{steps} loss {running:.4f} lr {sched.get_last_lr()[0]:.2e} "
-                f"{timer.seconds:.0f}s")  # fmt: skip
-    stats = {"steps": steps, "epochs": steps * cfg.batch_size / data.shape[0], "seconds": timer.seconds,
-             "final_loss": running}  # fmt: skip
+            log(
+                f"[{tag}] step {step + 1}/{steps} loss {running:.4f} lr {sched.get_last_lr()[0]:.2e} "
+                f"{timer.seconds:.0f}s"
+            )
+    stats = {
+        "steps": steps,
+        "epochs": steps * cfg.batch_size / data.shape[0],
+        "seconds": timer.seconds,
+        "final_loss": running,
+    }
     return ema, stats
 
 
-def train(cfg: DDPMConfig, out_dir: str | Path, device: str | torch.device | None = None,
-          images: torch.Tensor | None = None, max_steps: int | None = None, log: Log = default_log) -> dict:  # fmt: skip
+def train(
+    cfg: DDPMConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    images: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    log: Log = default_log,
+) -> dict:
     """Train the recipe and write the diffusers folders under ``out_dir / cfg.name``; returns training stats."""
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
@@ -175,8 +189,9 @@ def save(cfg: DDPMConfig, unet, out_dir: Path) -> None:
 
     root = out_dir / cfg.name
     unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
-    ddim = build_ddim_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end,
-                                cfg.timestep_spacing)  # fmt: skip
+    ddim = build_ddim_scheduler(
+        cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.timestep_spacing
+    )
     ddim.save_pretrained(root / "scheduler")
     index = {
         "_class_name": "DDIMPipeline",
@@ -209,8 +224,9 @@ def load(cfg: DDPMConfig, weights_dir: Path, device: str | torch.device = "cpu")
 
 
 @torch.no_grad()
-def sample_direct(cfg: DDPMConfig, weights_dir: Path, n: int, seed: int, device: str | torch.device = "cpu",
-                  batch_size: int = 256) -> torch.Tensor:  # fmt: skip
+def sample_direct(
+    cfg: DDPMConfig, weights_dir: Path, n: int, seed: int, device: str | torch.device = "cpu", batch_size: int = 256
+) -> torch.Tensor:
     """Samples without the generator adapter (same latents as ``load(...).sample``): x_T ~ N(0, I) from ``seed``."""
     unet, scheduler = load_components(cfg, weights_dir, device)
     x_t = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))

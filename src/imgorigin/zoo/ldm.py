@@ -44,9 +44,9 @@ class LDMConfig:
     name: str = "ldm"
     seed: int = 4
     # stage 1: AutoencoderKL
-    ae_block_out_channels: tuple[int, ...] = (32, 64, 64)
+    ae_block_out_channels: tuple[int, ...] = (16, 32, 32)
     ae_layers_per_block: int = 1
-    ae_norm_num_groups: int = 16
+    ae_norm_num_groups: int = 8
     latent_channels: int = 4
     ae_steps: int = 1500
     ae_batch_size: int = 64
@@ -54,10 +54,10 @@ class LDMConfig:
     ae_warmup: int = 100
     kl_weight: float = 1e-4
     # stage 2: latent UNet2DModel (single resolution)
-    block_out_channels: tuple[int, ...] = (128,)
+    block_out_channels: tuple[int, ...] = (64,)
     down_block_types: tuple[str, ...] = ("DownBlock2D",)
     up_block_types: tuple[str, ...] = ("UpBlock2D",)
-    layers_per_block: int = 2
+    layers_per_block: int = 1
     norm_num_groups: int = 16
     attention_head_dim: int = 32
     num_train_timesteps: int = 1000
@@ -66,8 +66,8 @@ class LDMConfig:
     beta_end: float = 0.02
     num_inference_steps: int = 10
     timestep_spacing: str = "trailing"
-    steps: int = 3000
-    batch_size: int = 128
+    steps: int = 2500
+    batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup: int = 200
@@ -120,8 +120,9 @@ def encode_means(vae, images01: torch.Tensor, device: torch.device, batch_size: 
     return torch.cat(out)
 
 
-def train_autoencoder(cfg: LDMConfig, data01: torch.Tensor, device: torch.device, rng: torch.Generator,
-                      steps: int, log: Log):  # fmt: skip
+def train_autoencoder(
+    cfg: LDMConfig, data01: torch.Tensor, device: torch.device, rng: torch.Generator, steps: int, log: Log
+):
     vae = build_vae(cfg).to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, cfg.ae_warmup))
@@ -141,14 +142,22 @@ def train_autoencoder(cfg: LDMConfig, data01: torch.Tensor, device: torch.device
         opt.step()
         sched.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"[{cfg.name}/vae] step {step + 1}/{steps} rec {rec_loss.item():.4f} kl/px {kl.item():.3f} "
-                f"{timer.seconds:.0f}s")  # fmt: skip
+            log(
+                f"[{cfg.name}/vae] step {step + 1}/{steps} rec {rec_loss.item():.4f} kl/px {kl.item():.3f} "
+                f"{timer.seconds:.0f}s"
+            )
     vae.eval()
     return vae, {"steps": steps, "epochs": steps * cfg.ae_batch_size / data01.shape[0], "seconds": timer.seconds}
 
 
-def train(cfg: LDMConfig, out_dir: str | Path, device: str | torch.device | None = None,
-          images: torch.Tensor | None = None, max_steps: int | None = None, log: Log = default_log) -> dict:  # fmt: skip
+def train(
+    cfg: LDMConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    images: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    log: Log = default_log,
+) -> dict:
     """Train both stages; writes the diffusers folders under ``out_dir / NAME``; returns training stats."""
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
@@ -185,8 +194,9 @@ def save(cfg: LDMConfig, vae, unet, out_dir: Path) -> None:
     root = out_dir / cfg.name
     vae.to("cpu").save_pretrained(root / "vae", safe_serialization=True)
     unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
-    ddim = build_ddim_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end,
-                                cfg.timestep_spacing)  # fmt: skip
+    ddim = build_ddim_scheduler(
+        cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.timestep_spacing
+    )
     ddim.save_pretrained(root / "scheduler")
 
 

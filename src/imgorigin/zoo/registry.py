@@ -39,20 +39,44 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("dcgan", "dcgan", DCGANConfig(name="dcgan", seed=0),
-               "DCGAN, z ∈ R^64, transposed convolutions + BatchNorm, tanh output"),
-        Recipe("dcgan-twin", "dcgan", DCGANConfig(name="dcgan-twin", seed=1),
-               "the dcgan recipe with another seed: same architecture and data, different weights"),
-        Recipe("wgangp", "wgangp", WGANGPConfig(),
-               "a different GAN architecture (linear + upsample-convolutions) trained with WGAN-GP, z ∈ R^64"),
-        Recipe("vae", "vae", VAEConfig(),
-               "convolutional VAE; the generator is the decoder, z ∈ R^16; encoder kept for initialisation"),
-        Recipe("ddpm", "ddpm", DDPMConfig(),
-               "pixel diffusion, diffusers UNet2DModel on 28×28; generator x_T → 10-step deterministic DDIM"),
-        Recipe("ldm", "ldm", LDMConfig(),
-               "latent diffusion: AutoencoderKL 28×28 → 4×7×7 + latent UNet2DModel; generator = the decoder"),
+        Recipe(
+            "dcgan",
+            "dcgan",
+            DCGANConfig(name="dcgan", seed=0),
+            "DCGAN, z ∈ R^64, transposed convolutions + BatchNorm, tanh output",
+        ),
+        Recipe(
+            "dcgan-twin",
+            "dcgan",
+            DCGANConfig(name="dcgan-twin", seed=1),
+            "the dcgan recipe with another seed: same architecture and data, different weights",
+        ),
+        Recipe(
+            "wgangp",
+            "wgangp",
+            WGANGPConfig(),
+            "a different GAN architecture (linear + upsample-convolutions) trained with WGAN-GP, z ∈ R^64",
+        ),
+        Recipe(
+            "vae",
+            "vae",
+            VAEConfig(),
+            "convolutional VAE; the generator is the decoder, z ∈ R^16; encoder kept for initialisation",
+        ),
+        Recipe(
+            "ddpm",
+            "ddpm",
+            DDPMConfig(),
+            "pixel diffusion, diffusers UNet2DModel on 28×28; generator x_T → 10-step deterministic DDIM",
+        ),
+        Recipe(
+            "ldm",
+            "ldm",
+            LDMConfig(),
+            "latent diffusion: AutoencoderKL 28×28 → 4×7×7 + latent UNet2DModel; generator = the decoder",
+        ),
     )
-}  # fmt: skip
+}
 
 
 def get_recipe(name: str) -> Recipe:

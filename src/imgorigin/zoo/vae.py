@@ -36,8 +36,8 @@ class VAEConfig:
     seed: int = 2
     latent_dim: int = 16
     width: int = 32
-    steps: int = 4000
-    batch_size: int = 128
+    steps: int = 3000
+    batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 100
 
@@ -96,8 +96,14 @@ class VAEDecoder(nn.Module):
         return torch.sigmoid(self.logits(z))
 
 
-def train(cfg: VAEConfig, out_dir: str | Path, device: str | torch.device | None = None,
-          images: torch.Tensor | None = None, max_steps: int | None = None, log: Log = default_log) -> dict:  # fmt: skip
+def train(
+    cfg: VAEConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    images: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    log: Log = default_log,
+) -> dict:
     """Train the recipe; writes ``decoder.safetensors`` and ``encoder.safetensors`` under ``out_dir / NAME``."""
     from safetensors.torch import save_file
 

@@ -1,10 +1,11 @@
 """``wgangp``: a GAN with another architecture than ``dcgan``, trained with WGAN-GP.
 
-Generator: z [64] → Linear → 96×7×7 → (nearest ×2, Conv 3×3, BN, ReLU) → 48×14×14 →
-(nearest ×2, Conv 3×3, BN, ReLU) → 24×28×28 → Conv 3×3 → 1×28×28, tanh.
-Critic (no normalisation, as WGAN-GP requires): Conv 4/2 → 64×14×14 → Conv 4/2 → 128×7×7 → Linear → score.
+Generator: z [64] → Linear + BN + ReLU → 64×7×7 → (nearest ×2, Conv 3×3, BN, ReLU) → 32×14×14 →
+(nearest ×2, Conv 3×3, BN, ReLU) → 16×28×28 → Conv 3×3 → 1×28×28, tanh.
+Critic (no normalisation, as WGAN-GP requires): Conv 4/2 → 48×14×14 → Conv 4/2 → 96×7×7 → Linear → score.
 Wasserstein loss with gradient penalty λ = 10 on random interpolates, ``n_critic`` critic steps per generator
-step, Adam(β = (0.5, 0.9)). BatchNorm statistics re-estimated after training; eval-mode generator.
+step, Adam(β = (0.5, 0.9)). The shipped generator is the EMA of the generator weights (decay 0.999), with
+BatchNorm statistics re-estimated after training; eval-mode generator.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from .common import (
+    EMA,
     Log,
     Timer,
     count_parameters,
@@ -35,14 +37,15 @@ class WGANGPConfig:
     name: str = "wgangp"
     seed: int = 1
     latent_dim: int = 64
-    width: int = 96
-    critic_width: int = 64
+    width: int = 64
+    critic_width: int = 48
     steps: int = 1500  # generator steps
     n_critic: int = 3
     batch_size: int = 64
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.9)
     gp_weight: float = 10.0
+    ema_decay: float = 0.999
     bn_recalibration_batches: int = 50
 
 
@@ -50,7 +53,9 @@ class WGANGenerator(nn.Module):
     def __init__(self, latent_dim: int = 64, width: int = 96) -> None:
         super().__init__()
         self.latent_dim, self.width = latent_dim, width
-        self.fc = nn.Sequential(nn.Linear(latent_dim, width * 49, bias=False), nn.BatchNorm1d(width * 49), nn.ReLU(True))
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, width * 49, bias=False), nn.BatchNorm1d(width * 49), nn.ReLU(True)
+        )
         self.net = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="nearest"),
             nn.Conv2d(width, width // 2, 3, 1, 1, bias=False),
@@ -92,8 +97,14 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def train(cfg: WGANGPConfig, out_dir: str | Path, device: str | torch.device | None = None,
-          images: torch.Tensor | None = None, max_steps: int | None = None, log: Log = default_log) -> dict:  # fmt: skip
+def train(
+    cfg: WGANGPConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    images: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    log: Log = default_log,
+) -> dict:
     """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
     from safetensors.torch import save_file
 
@@ -105,6 +116,7 @@ def train(cfg: WGANGPConfig, out_dir: str | Path, device: str | torch.device | N
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     opt_c = torch.optim.Adam(c.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    ema = EMA(g, cfg.ema_decay)
     batches = minibatches(data, cfg.batch_size, rng, device)
     timer = Timer()
     for step in range(steps):
@@ -123,15 +135,19 @@ def train(cfg: WGANGPConfig, out_dir: str | Path, device: str | torch.device | N
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        ema.update(g)
         if step % 100 == 0 or step == steps - 1:
-            log(f"[{cfg.name}] step {step + 1}/{steps} W {wdist.item():.3f} gp {gp.item():.3f} "
-                f"loss_g {loss_g.item():.3f} {timer.seconds:.0f}s")  # fmt: skip
-    recalibrate_batchnorm(g, cfg.latent_dim, cfg.bn_recalibration_batches, 256, rng, device)
+            log(
+                f"[{cfg.name}] step {step + 1}/{steps} W {wdist.item():.3f} gp {gp.item():.3f} "
+                f"loss_g {loss_g.item():.3f} {timer.seconds:.0f}s"
+            )
+    g_ema = ema.module
+    recalibrate_batchnorm(g_ema, cfg.latent_dim, cfg.bn_recalibration_batches, 256, rng, device)
     seconds = timer.seconds
     root = Path(out_dir) / cfg.name
     root.mkdir(parents=True, exist_ok=True)
-    g.to("cpu")
-    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(root / "generator.safetensors"))
+    g_ema.to("cpu")
+    save_file({k: v.contiguous() for k, v in g_ema.state_dict().items()}, str(root / "generator.safetensors"))
     return {
         "steps": steps,
         "critic_steps": steps * cfg.n_critic,

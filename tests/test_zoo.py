@@ -1,0 +1,214 @@
+"""The shipped model zoo: weights load and match their cards, sampling is deterministic, data and FD are right."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import imgorigin.zoo as zoo
+from imgorigin.generators import Generator
+from imgorigin.zoo import data, quality
+from imgorigin.zoo.common import sha256_file
+
+MODELS = ["dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm"]
+#: Documented latent shapes (part of the interface, like the names).
+LATENT_SHAPES = {
+    "dcgan": (64,),
+    "dcgan-twin": (64,),
+    "wgangp": (64,),
+    "vae": (16,),
+    "ddpm": (1, 28, 28),
+    "ldm": (4, 7, 7),
+}
+HAS_ENCODER = {"vae", "ldm"}
+
+
+@pytest.fixture(scope="module")
+def generators() -> dict[str, Generator]:
+    return {name: zoo.load(name) for name in MODELS}
+
+
+def test_list_models_names_are_the_interface():
+    assert zoo.list_models() == MODELS
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(KeyError, match="unknown zoo model"):
+        zoo.load("stylegan")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_loads_with_documented_latent_and_decodes_to_unit_range(name, generators):
+    gen = generators[name]
+    assert isinstance(gen, Generator)
+    assert gen.latent_shape == LATENT_SHAPES[name]
+    assert gen.has_encoder == (name in HAS_ENCODER)
+    card = zoo.model_card(name)
+    assert tuple(card["generator"]["latent_shape"]) == LATENT_SHAPES[name]
+    assert card["generator"]["image_shape"] == [1, 28, 28]
+    z = gen.sample_latents(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x = gen.decode(z)
+    assert x.shape == (2, 1, 28, 28)
+    assert x.dtype == torch.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert float(x.std()) > 0.01  # not a constant image
+    assert card["generator"]["weight_hash"] == gen.weight_hash()
+
+
+@pytest.mark.parametrize("name", HAS_ENCODER)
+def test_encoder_gives_a_latent_of_the_right_shape(name, generators):
+    gen = generators[name]
+    images = data.subset_images()[:3]
+    with torch.no_grad():
+        z = gen.encode(images)
+        rec = gen.decode(z)
+    assert z.shape == (3, *LATENT_SHAPES[name])
+    # the encoder start already reconstructs real images roughly (that is why it is used for initialisation)
+    assert float((rec - images).pow(2).mean()) < 0.05
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sampling_is_deterministic_per_seed(name):
+    a = zoo.sample(name, 3, seed=7)
+    b = zoo.sample(name, 3, seed=7)
+    c = zoo.sample(name, 3, seed=8)
+    assert a.shape == (3, 1, 28, 28)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_weight_files_match_card_sha256(name):
+    card = zoo.model_card(name)
+    files = card["weights"]["files"]
+    assert [f["path"] for f in files] == zoo.get_recipe(name).weight_files()
+    for f in files:
+        path = zoo.weights_dir() / f["path"]
+        assert path.stat().st_size == f["bytes"]
+        assert sha256_file(path) == f["sha256"], f"{path} does not match the model card"
+        assert path.suffix == ".safetensors"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_card_documents_training_and_quality(name):
+    card = zoo.model_card(name)
+    t = card["training"]["training"]
+    assert card["seed"] == zoo.get_recipe(name).config.seed
+    assert t["parameters"] == card["generator"]["parameters"] > 0
+    assert t["steps"] > 0 and t["seconds"] > 0
+    assert "device" in t
+    if name in ("ddpm", "ldm"):
+        assert card["sampling"]["num_inference_steps"] == zoo.get_recipe(name).config.num_inference_steps
+    q = card["quality"]
+    if q["frechet_distance"] is not None:  # FD is measured last, with the EfficientNet-Lite0 backbone
+        assert q["frechet_distance"] >= 0 and q["n_samples"] == 5000 and q["n_reference"] == 10000
+
+
+def test_shipped_size_budget():
+    files = [p for p in zoo.weights_dir().rglob("*") if p.is_file()]
+    files += [p for p in (zoo.weights_dir().parent / "data").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 25 * 1024 * 1024
+
+
+def test_diffusers_folders_load_with_diffusers():
+    from diffusers import AutoencoderKL, DDIMPipeline
+
+    pipe = DDIMPipeline.from_pretrained(zoo.weights_dir() / "ddpm")
+    assert pipe.unet.config.sample_size == 28
+    vae = AutoencoderKL.from_pretrained(zoo.weights_dir() / "ldm" / "vae")
+    assert vae.config.scaling_factor != 1.0  # set from the training latents' std
+
+
+# -- data ----------------------------------------------------------------------------------------------
+def test_shipped_subset_loads():
+    images, labels, indices = data.load_subset()
+    assert images.shape == (200, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).tolist() == [20] * 10
+    assert len(set(indices.tolist())) == 200 and indices.max() < 10000
+    x = data.subset_images()
+    assert x.shape == (200, 1, 28, 28) and x.dtype == torch.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+def test_subset_matches_the_test_split_when_installed():
+    if not data.is_available():
+        pytest.skip("dataset-fashion-mnist not installed")
+    images, labels = data.load_split("test")
+    sub, sub_labels, idx = data.load_subset()
+    assert images.shape == (10000, 28, 28)
+    np.testing.assert_array_equal(images[idx], sub)
+    np.testing.assert_array_equal(labels[idx], sub_labels)
+
+
+def test_missing_dataset_error_says_how_to_install(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_split("train", root=tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        data.load_split("validation", root=tmp_path)
+
+
+def test_read_idx_roundtrip(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">III", 2, 3, 4) + arr.tobytes())
+    np.testing.assert_array_equal(data.read_idx(path), arr)
+    bad = tmp_path / "bad.gz"
+    with gzip.open(bad, "wb") as f:
+        f.write(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="magic"):
+        data.read_idx(bad)
+
+
+# -- training ------------------------------------------------------------------------------------------
+def test_train_smoke_two_steps(tmp_path):
+    images = data.subset_images()[:16]
+    logs: list[str] = []
+    stats = zoo.train("vae", tmp_path, device="cpu", images=images, max_steps=2, log=logs.append)
+    assert stats["steps"] == 2 and logs
+    assert (tmp_path / "vae" / "training.json").is_file()
+    gen = zoo.load("vae", weights=tmp_path)
+    assert gen.decode(gen.sample_latents(1)).shape == (1, 1, 28, 28)
+    # the trained weights differ from the shipped ones
+    assert gen.weight_hash() != zoo.model_card("vae")["generator"]["weight_hash"]
+
+
+def test_load_from_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="imgorigin.zoo.train"):
+        zoo.load("dcgan", weights=tmp_path)
+
+
+# -- Fréchet distance ----------------------------------------------------------------------------------
+def test_frechet_distance_identical_gaussians_is_zero():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 8)) @ rng.normal(size=(8, 8))
+    mu, sigma = quality.gaussian_stats(a)
+    assert quality.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+    assert quality.frechet_distance_features(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_one_dimensional_shift_is_shift_squared():
+    # N(0, 1) vs N(3, 1): FD = 3² = 9; same variances, so the trace term vanishes
+    assert quality.frechet_distance(np.zeros(1), np.eye(1), np.array([3.0]), np.eye(1)) == pytest.approx(9.0)
+    # N(0, s1²) vs N(m, s2²) in 1-D: FD = m² + (s1 - s2)²
+    fd = quality.frechet_distance(np.array([0.0]), np.array([[4.0]]), np.array([1.5]), np.array([[9.0]]))
+    assert fd == pytest.approx(1.5**2 + (2.0 - 3.0) ** 2)
+    # feature-level: a sample shifted by 2 in every one of 3 dimensions → 3 · 2²
+    a = np.random.default_rng(1).normal(size=(200, 3))
+    assert quality.frechet_distance_features(a, a + 2.0) == pytest.approx(12.0)
+
+
+def test_frechet_distance_matches_sqrtm_formula():
+    import scipy.linalg
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(300, 6)), rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6)) + 0.5
+    (m1, s1), (m2, s2) = quality.gaussian_stats(a), quality.gaussian_stats(b)
+    ref = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
+    assert quality.frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-8)
