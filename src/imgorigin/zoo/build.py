@@ -159,16 +159,14 @@ def write_markdown(card: dict[str, Any]) -> Path:
         f"| parameters (generator) | {_fmt_int(g.get('parameters'))} |",
     ]
     for key, label in (
-        ("discriminator_parameters", "discriminator"),
-        ("critic_parameters", "critic"),
-        ("encoder_parameters", "encoder"),
-        ("autoencoder_parameters", "autoencoder (all)"),
-        ("latent_unet_parameters", "latent UNet"),
+        ("discriminator_parameters", "discriminator: training only, not shipped"),
+        ("critic_parameters", "critic: training only, not shipped"),
+        ("encoder_parameters", "encoder: shipped, initialises the inversion"),
+        ("autoencoder_parameters", "whole autoencoder, encoder + decoder"),
+        ("latent_unet_parameters", "latent diffusion UNet: sampling only"),
     ):
         if key in t:
-            lines.append(
-                f"| parameters ({label}, training only{' / sampling' if 'unet' in key else ''}) | {_fmt_int(t[key])} |"
-            )
+            lines.append(f"| parameters ({label}) | {_fmt_int(t[key])} |")
     s = card["sampling"]
     lines.append(
         f"| sampling | {s['procedure']}"
