@@ -139,7 +139,10 @@ class EfficientNetLite0Backbone(Backbone):
 
     Layers: block indices "0".."15", the aliases "stage1".."stage7" (last block of each stage) and "head".
     The default, "stage5" (block 10, 112-d, stride 16), is an intermediate stage: like the intermediate
-    ViT blocks of Cioni et al., it keeps more low-level evidence than the ImageNet-specialised head.
+    ViT blocks of Cioni et al., it keeps more low-level evidence than the ImageNet-specialised head. On a
+    proxy sweep (120 Fashion-MNIST images each: real, and five traces of processing - nearest / bilinear
+    2x re-up-sampling, JPEG 60, noise, blur - 2 unknown per split, 3 splits, linear probe + Mahalanobis,
+    all shots) blocks 5-10 scored best (OSCR 94-95 %), block 15 77 % and the head 65 %.
     """
 
     def __init__(self, name: str = "efficientnet-lite0", device: str | torch.device = "cpu") -> None:
