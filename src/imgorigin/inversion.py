@@ -35,10 +35,10 @@ LR_FLOOR = 0.05
 class InversionConfig:
     """Settings of one inversion; stored in calibration files so verification reuses them exactly."""
 
-    steps: int = 300  # most Adam steps per image
+    steps: int = 200  # most Adam steps per image
     lr: float = 0.1  # Adam learning rate (the paper's 0.1)
     restarts: int = 4  # latents optimised per image; the best one counts
-    prune_after: int = 0  # after this many steps keep only each image's best restart (0: never)
+    prune_after: int = 25  # after this many steps keep only each image's best restart (0: never)
     init: InitMode = "auto"  # auto = encoder when the model has one, else search
     search_candidates: int = 16  # random latents scored (forward only) per restart kept, for init=search
     patience: int = 40  # stop an image once its best loss improved by < tolerance over this many steps

@@ -9,34 +9,54 @@ import typer
 
 from .common import DeviceOpt, fail, progress_enabled, resolve_device
 
-MODEL_HELP = ("The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
-              "latent_shape), a diffusers model/pipeline directory, hf:ORG/NAME from the offline cache, or a "
-              "package.module:function factory.")
+MODEL_HELP = (
+    "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
+    "latent_shape), a diffusers model/pipeline directory, hf:ORG/NAME from the offline cache, or a "
+    "package.module:function factory."
+)
 
 
 def calibrate(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Calibration file to write (JSON).")],
-    samples: Annotated[int, typer.Option("--samples", "-n", min=2,
-                                         help="How many of the model's own images to invert.")] = 100,
+    samples: Annotated[
+        int, typer.Option("--samples", "-n", min=2, help="How many of the model's own images to invert.")
+    ] = 100,
     seed: Annotated[int, typer.Option(help="Seed for sampling the model and for inversion restarts.")] = 0,
-    from_images: Annotated[list[Path] | None, typer.Option(
-        "--from-images", help="Use these saved samples of the model (files or folders) instead of sampling it; "
-        "for models that cannot be sampled here (e.g. text-to-image pipelines).")] = None,
-    reference_real: Annotated[list[Path] | None, typer.Option(
-        "--reference-real", help="Real images (files or folders) to score too, stored for the second p-value.")] = None,
-    steps: Annotated[int, typer.Option(help="Most Adam steps per image.")] = 300,
+    from_images: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-images",
+            help="Use these saved samples of the model (files or folders) instead of sampling it; "
+            "for models that cannot be sampled here (e.g. text-to-image pipelines).",
+        ),
+    ] = None,
+    reference_real: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reference-real", help="Real images (files or folders) to score too, stored for the second p-value."
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Most Adam steps per image.")] = 200,
     restarts: Annotated[int, typer.Option(help="Latents optimised per image; the best counts.")] = 4,
+    prune_after: Annotated[
+        int, typer.Option(help="Keep only each image's best restart after this many steps (0: never).")
+    ] = 25,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.1,
-    init: Annotated[str, typer.Option(help="Start latents: auto (encoder if the model has one, else random "
-                                           "search), random, search, encoder.")] = "auto",
+    init: Annotated[
+        str,
+        typer.Option(
+            help="Start latents: auto (encoder if the model has one, else random search), random, search, encoder."
+        ),
+    ] = "auto",
     patience: Annotated[int, typer.Option(help="Stop an image after this many steps without improvement.")] = 40,
     distance: Annotated[str, typer.Option(help="Reconstruction distance: mse, l1, ssim.")] = "mse",
     batch_size: Annotated[int, typer.Option(help="Images optimised together (memory bound).")] = 64,
     ddim_steps: Annotated[int | None, typer.Option(help="DDIM steps for pixel-diffusion models.")] = None,
     device: DeviceOpt = "auto",
-    cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or "
-                                                        "~/.cache/imgorigin).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or ~/.cache/imgorigin).")
+    ] = None,
 ) -> None:
     """Invert N images the model itself generates and write their scores: the model's belonging distribution.
 
@@ -48,35 +68,73 @@ def calibrate(
 
     generator = _load(model, device, ddim_steps)
     try:
-        config = InversionConfig(steps=steps, restarts=restarts, lr=lr, init=init, patience=patience,  # type: ignore[arg-type]
-                                 distance=distance, batch_size=batch_size, seed=seed)
+        config = InversionConfig(
+            steps=steps,
+            restarts=restarts,
+            prune_after=prune_after,
+            lr=lr,
+            init=init,
+            patience=patience,  # type: ignore[arg-type]
+            distance=distance,
+            batch_size=batch_size,
+            seed=seed,
+        )
     except ValueError as exc:
         fail(str(exc))
-    calibration = run_calibration(generator, samples, config=config, seed=seed, sample_dir=from_images,
-                                  reference_real=reference_real, cache_dir=cache_dir or default_cache_dir(),
-                                  progress=progress_enabled())
+    calibration = run_calibration(
+        generator,
+        samples,
+        config=config,
+        seed=seed,
+        sample_dir=from_images,
+        reference_real=reference_real,
+        cache_dir=cache_dir or default_cache_dir(),
+        progress=progress_enabled(),
+    )
     calibration.save(out)
     s = calibration.scores
-    typer.echo(f"calibrated {generator.id} on {s.size} images: score median {float(s[s.size // 2]):.3g}, "
-               f"95th percentile {calibration.threshold(0.05):.3g} -> {out}", err=True)
+    typer.echo(
+        f"calibrated {generator.id} on {s.size} images: score median {float(s[s.size // 2]):.3g}, "
+        f"95th percentile {calibration.threshold(0.05):.3g} -> {out}",
+        err=True,
+    )
 
 
 def verify(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
-    calibration: Annotated[Path | None, typer.Option(
-        "--calibration", "-c", help="File written by `imgorigin calibrate` for this model (zoo models: the "
-        "shipped one by default).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level: at most this fraction of the model's own "
-                                              "images is rejected.")] = 0.05,
-    reference_real: Annotated[list[Path] | None, typer.Option(
-        "--reference-real", help="Real images (files or folders): adds p_value_real and the 'inconclusive' "
-        "verdict for images that real images explain as well.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON-lines file (default: stdout). "
-                                                "An existing file is resumed: answered paths are skipped.")] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            "-c",
+            help="File written by `imgorigin calibrate` for this model (zoo models: the shipped one by default).",
+        ),
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(help="Significance level: at most this fraction of the model's own images is rejected.")
+    ] = 0.05,
+    reference_real: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reference-real",
+            help="Real images (files or folders): adds p_value_real and the 'inconclusive' "
+            "verdict for images that real images explain as well.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="JSON-lines file (default: stdout). An existing file is resumed: answered paths are skipped.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Skip paths already answered in --output.")] = True,
-    report: Annotated[Path | None, typer.Option(help="Also write an HTML report (operating point, score plot, "
-                                                     "one row per image) to this file.")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Also write an HTML report (operating point, score plot, one row per image) to this file."),
+    ] = None,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder.")] = None,
 ) -> None:
@@ -100,8 +158,11 @@ def verify(
         n = verifier.add_reference_real(reference_real, progress=progress_enabled())
         typer.echo(f"scored {n} reference real images", err=True)
         if 1 / (n + 1) > alpha:
-            typer.echo(f"warning: with {n} reference images no image can be told apart from real ones at "
-                       f"alpha={alpha}; give at least {int(1 / alpha)}", err=True)
+            typer.echo(
+                f"warning: with {n} reference images no image can be told apart from real ones at "
+                f"alpha={alpha}; give at least {int(1 / alpha)}",
+                err=True,
+            )
     records = []
     with RecordWriter(output, resume=resume) as writer:
         todo = [p for p in found if str(p) not in writer.done]
@@ -142,15 +203,17 @@ def _shipped_calibration(model: str) -> Path:
 
 def bench_verify(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, results.md and figures.")] = Path(
-        "runs/bench-verify"),
+        "runs/bench-verify"
+    ),
     models: Annotated[str, typer.Option(help="Comma-separated zoo models to invert (default: all).")] = "",
     n_cal: Annotated[int, typer.Option(help="Calibration samples per model.")] = 100,
     n_members: Annotated[int, typer.Option(help="Fresh member samples per model (never the calibration ones).")] = 100,
     n_real: Annotated[int, typer.Option(help="Real Fashion-MNIST test images.")] = 100,
     n_other: Annotated[int, typer.Option(help="Samples of each other zoo model.")] = 50,
     alpha: Annotated[float, typer.Option(help="Level of the conformal decision.")] = 0.05,
-    reference_model: Annotated[str, typer.Option(help="Zoo model on which to time the per-image reference loop "
-                                                      "('' to skip).")] = "dcgan",
+    reference_model: Annotated[
+        str, typer.Option(help="Zoo model on which to time the per-image reference loop ('' to skip).")
+    ] = "dcgan",
     n_reference: Annotated[int, typer.Option(help="Members and real images each for the reference loop.")] = 20,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -163,9 +226,20 @@ def bench_verify(
     for name in names:
         if name not in zoo.list_models():
             fail(f"unknown zoo model {name!r}")
-    run(names, out, n_cal=n_cal, n_members=n_members, n_real=n_real, n_other=n_other, alpha=alpha,
-                  config=InversionConfig(), reference_model=reference_model or None, n_reference=n_reference,
-                  device=resolve_device(device), log=lambda m: typer.echo(m, err=True))
+    run(
+        names,
+        out,
+        n_cal=n_cal,
+        n_members=n_members,
+        n_real=n_real,
+        n_other=n_other,
+        alpha=alpha,
+        config=InversionConfig(),
+        reference_model=reference_model or None,
+        n_reference=n_reference,
+        device=resolve_device(device),
+        log=lambda m: typer.echo(m, err=True),
+    )
     typer.echo((out / "results.md").read_text())
 
 
