@@ -264,6 +264,23 @@ def write_index() -> Path:
         "(1280-d, global average pool) — the FID formula on another backbone, comparable only within this table. "
         "Training times are wall-clock on a 2-core CPU machine shared with other jobs, so they are upper bounds.",
         "",
+        "## Files and loading",
+        "",
+        "- `weights/NAME/card.json`: the model card (what `model_card(name)` returns); `docs/zoo/NAME.md` renders it.",
+        "- GANs and VAE: plain safetensors state dicts (`generator.safetensors`; VAE `decoder.safetensors` + "
+        "`encoder.safetensors`), loaded into the recipe's module.",
+        "- `ddpm`: a diffusers folder (`unet/`, `scheduler/` with the DDIM settings, `model_index.json` of a "
+        "`DDIMPipeline`), so `imgorigin verify src/imgorigin/zoo/weights/ddpm --ddim-steps 10` inverts the same "
+        "chain as `zoo:ddpm` (without `--ddim-steps` the path loader uses its own default step count).",
+        "- `ldm`: diffusers folders `vae/` (`AutoencoderKL`, scaling factor in its config), `unet/` (latent "
+        "`UNet2DModel`) and `scheduler/`; `imgorigin verify src/imgorigin/zoo/weights/ldm/vae` inverts the same "
+        "decoder as `zoo:ldm`.",
+        "- Data: `src/imgorigin/zoo/data/fashion_mnist_test_subset.npz` (200 test images, 20 per class, with labels "
+        "and test-split indices; MIT, see `LICENSE-fashion-mnist.txt`). Full splits: `imgorigin.zoo.data."
+        "load_split('train' | 'test')` from the Debian package `dataset-fashion-mnist`.",
+        "- Rebuilding everything shipped: `python -m imgorigin.zoo.build train NAME --threads 1`, then "
+        "`python -m imgorigin.zoo.build fd NAME...` and `python -m imgorigin.zoo.build index`.",
+        "",
         "Real test images (for comparison with the per-model contact sheets):",
         "",
         "![64 Fashion-MNIST test images](real.png)",
