@@ -32,6 +32,8 @@ from .verification import Verifier, decide, score_paths
 BINDINGS_FILE = "bindings.json"
 UNKNOWN = "unknown"
 INCONCLUSIVE = "inconclusive"
+#: Labels that answer "no known source": both count as rejected when measuring open-set attribution.
+REJECTED = (UNKNOWN, INCONCLUSIVE)
 #: Feature confidence above which a disagreement between the stages is named in the reason codes.
 STRONG_FEATURES = 0.99
 
@@ -173,7 +175,7 @@ class TwoStageAttributor:
         if missing:
             reasons.append("candidate_unreadable")
         return {
-            "path": path, "label": label, "known": label not in (UNKNOWN, INCONCLUSIVE), "rule": rule,
+            "path": path, "label": label, "known": label not in REJECTED, "rule": rule,
             "known_score": known_score, "reasons": reasons, "alpha": self.alpha,
             "features": {"label": feature_label, "best_known": top, "confidence": confidence,
                          "rejection_score": feature_score, "threshold": clf.threshold_,

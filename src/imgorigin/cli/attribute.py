@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import numpy as np
 import typer
 
+from .bind import BIND_HELP, apply_bindings
 from .common import DeviceOpt, fail, progress_enabled, resolve_device
 
 if TYPE_CHECKING:
     from ..features import Backbone
     from ..features.cache import Embedded
     from ..openset import OpenSetClassifier
+    from ..twostage import TwoStageAttributor
+
+T = TypeVar("T")
 
 # Spelled out rather than imported from imgorigin.openset, which would load scikit-learn for every command.
 Classifier = Enum("Classifier", {"linear": "linear", "knn": "knn"}, type=str)
@@ -31,6 +38,15 @@ BackboneOverrideOpt = Annotated[str | None, typer.Option(
     "the model); its weights must be the ones the classifier was fitted on.")]
 ThresholdOpt = Annotated[float | None, typer.Option(
     help="Rejection threshold to use instead of the classifier's own (scores below it are 'unknown').")]
+ConfirmOpt = Annotated[bool, typer.Option(
+    "--confirm", help="Two-stage: verify each image against the models bound to its most likely classes "
+    "(CLF/bindings.json); a bound class is answered only when verification accepts the image.")]
+TopKOpt = Annotated[int | None, typer.Option(
+    "--top-k", min=1, help="With --confirm: verify only the K most likely classes by features (default: "
+    "every bound class, most likely first, until one accepts).")]
+AlphaOpt = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="With --confirm: level of verification (a bound class accepts an image when its "
+    "conformal p-value > alpha).")]
 
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
@@ -113,6 +129,7 @@ def fit(
         "--val-unknown", help="Images of sources outside the known ones (files or folders), used only to "
                               "choose hyper-parameters; never the images you will test on.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the validation split and folds.")] = 0,
+    bind: Annotated[list[str] | None, typer.Option("--bind", metavar="LABEL=MODEL[@CAL]", help=BIND_HELP)] = None,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = "auto",
@@ -121,6 +138,7 @@ def fit(
     from ..images import ImageError, find_images
     from ..openset import CLASSIFIERS
 
+    _check_bind_syntax(bind or [])
     classes = _class_folders(train_dir)
     extractor = _backbone(backbone, device)
     try:
@@ -147,10 +165,22 @@ def fit(
         "errors": [{"path": p, "error": m} for p, m in known.errors],
     }
     model.save(out)
+    bound = apply_bindings(out, bind, []) if bind else {}
     typer.echo(f"fitted {classifier.value} ({rejection.value}) on {len(labels)} images of {len(counts)} classes "
                f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) with {extractor.id} layer "
                f"{layer_name}; {model.selection_}; threshold {model.threshold_:.4g} "
-               f"({model.threshold_source_}) -> {out}", err=True)
+               f"({model.threshold_source_}); bound: {', '.join(sorted(bound)) or 'none'} -> {out}", err=True)
+
+
+def _check_bind_syntax(texts: list[str]) -> None:
+    """Fail on a malformed --bind, or one missing its calibration, before any fitting is done."""
+    from ..twostage import Binding
+
+    try:
+        for text in texts:
+            Binding.parse(text).calibration_path()
+    except (OSError, KeyError, ValueError) as exc:
+        fail(str(exc))
 
 
 def attribute(
@@ -160,6 +190,9 @@ def attribute(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON-lines file (default: stdout). "
                                                 "An existing file is resumed: answered paths are skipped.")] = None,
     threshold: ThresholdOpt = None,
+    confirm: ConfirmOpt = False,
+    top_k: TopKOpt = None,
+    alpha: AlphaOpt = 0.05,
     backbone: BackboneOverrideOpt = None,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
@@ -169,12 +202,16 @@ def attribute(
 
     Record: path, sha256, label ('unknown' when rejected), known, confidence (probability of the most
     likely known source), scores (probability per known source), best_known, rejection score and
-    threshold. Exit status 1 when some images could not be read (their records hold "error").
+    threshold. With --confirm: label (a class, 'unknown' or 'inconclusive'), known, rule (verification,
+    features, rejected or conflict), known_score, reasons, features (the stage-1 evidence), candidates and
+    verification (p-values per verified class). Exit status 1 when some images could not be read (their
+    records hold "error").
     """
     from ..images import ImageError, find_images
     from ..records import RecordWriter
 
     model = _load_classifier(classifier_dir, threshold)
+    two_stage = _two_stage(classifier_dir, model, alpha, top_k, device, cache_dir) if confirm else None
     meta = model.metadata
     extractor = _backbone(backbone or meta["backbone"], device, meta["backbone_id"])
     try:
@@ -186,7 +223,8 @@ def attribute(
         if len(todo) < len(found):
             typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
         result = _embed(extractor, todo, meta["layer"], cache_dir, batch_size)
-        records = dict(_attribution_records(model, result.features, result.paths))
+        records = dict(_attribution_records(model, result.features, result.paths) if two_stage is None
+                       else _two_stage_records(two_stage, result.features, result.paths))
         records |= {path: {"path": path, "error": message} for path, message in result.errors}
         for path in todo:
             writer.write(records[str(path)])
@@ -194,10 +232,36 @@ def attribute(
     raise typer.Exit(1 if writer.errors else 0)
 
 
-def _attribution_records(model: OpenSetClassifier, features: np.ndarray, paths: list[str]) -> list[tuple[str, dict]]:
-    """(path, record) for each embedded image."""
+def _two_stage(classifier_dir: Path, model: OpenSetClassifier, alpha: float, top_k: int | None, device: str,
+               cache_dir: Path | None) -> TwoStageAttributor:
+    """The classifier with the verifiers of its bound classes loaded, or a clean exit when none can be."""
+    from ..twostage import TwoStageAttributor, load_bindings
+    from ..verification import default_cache_dir
+
+    try:
+        bindings = load_bindings(classifier_dir)
+        if not bindings:
+            fail(f"--confirm: no class of {classifier_dir} is bound to a model; bind some with `imgorigin bind "
+                 f"{classifier_dir} LABEL=MODEL[@CAL]` or `imgorigin fit --bind`")
+        attributor = TwoStageAttributor(model, bindings, alpha=alpha, top_k=top_k, device=resolve_device(device),
+                                        cache_dir=cache_dir or default_cache_dir())
+        for label in bindings:  # load every model and calibration now, not halfway through the images
+            attributor.verifier(label)
+    except (OSError, KeyError, ValueError) as exc:
+        fail(str(exc))
+    return attributor
+
+
+def _stamped(model: OpenSetClassifier, record: dict) -> dict:
+    """A record with its image's sha256 and the features it was attributed from (backbone, layer)."""
     from ..features.cache import file_sha256
 
+    return {"path": record["path"], "sha256": file_sha256(record["path"]), **record,
+            "backbone": model.metadata["backbone_id"], "layer": model.metadata["layer"]}
+
+
+def _attribution_records(model: OpenSetClassifier, features: np.ndarray, paths: list[str]) -> list[tuple[str, dict]]:
+    """(path, record) for each embedded image."""
     if not paths:
         return []
     probabilities = model.predict_proba(features)
@@ -205,16 +269,24 @@ def _attribution_records(model: OpenSetClassifier, features: np.ndarray, paths: 
     labels = model.predict(features)
     best = model.classes_[probabilities.argmax(axis=1)]
     return [
-        (path, {
-            "path": path, "sha256": file_sha256(path), "label": str(label), "known": bool(label != "unknown"),
+        (path, _stamped(model, {
+            "path": path, "label": str(label), "known": bool(label != "unknown"),
             "confidence": float(probs.max()), "scores": dict(zip(model.classes_.tolist(), probs.tolist(),
                                                                   strict=True)),
             "best_known": str(top), "rejection": model.rejection, "rejection_score": float(score),
-            "threshold": model.threshold_, "backbone": model.metadata["backbone_id"],
-            "layer": model.metadata["layer"],
-        })
+            "threshold": model.threshold_,
+        }))
         for path, label, probs, top, score in zip(paths, labels, probabilities, best, scores, strict=True)
     ]
+
+
+def _two_stage_records(attributor: TwoStageAttributor, features: np.ndarray,
+                       paths: list[str]) -> list[tuple[str, dict]]:
+    """(path, record) for each embedded image, decided by both stages."""
+    if not paths:
+        return []
+    records = attributor.attribute(features, paths, progress=progress_enabled())
+    return [(record["path"], _stamped(attributor.classifier, record)) for record in records]
 
 
 def evaluate(
@@ -232,6 +304,9 @@ def evaluate(
     report: Annotated[Path | None, typer.Option(help="Folder for plots: roc.png (known vs unknown, with the "
                                                      "operating point) and confusion.png.")] = None,
     threshold: ThresholdOpt = None,
+    confirm: ConfirmOpt = False,
+    top_k: TopKOpt = None,
+    alpha: AlphaOpt = 0.05,
     backbone: BackboneOverrideOpt = None,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
@@ -239,12 +314,16 @@ def evaluate(
 ) -> None:
     """Measure a classifier on held-out known images and on images of unknown sources.
 
-    Writes closed-set accuracy, AUROC, OSCR, TPR at 5 % FPR, the rates at the classifier's threshold, a
-    per-source table and the open-set confusion matrix (rows: true class or 'unknown').
+    Writes closed-set accuracy, AUROC, OSCR, TPR at 5 % FPR, the rates at the operating point, a per-source
+    table, the open-set confusion matrix (rows: true class or 'unknown'), the mode and the images per second
+    of each mode measured (wall time of this run: cached features or scores count as computed). With
+    --confirm the labels and known-scores are the two-stage ones ('unknown' and 'inconclusive' both count as
+    rejected), and the records per rule are counted.
     """
     from ..images import ImageError, find_images
 
     model = _load_classifier(classifier_dir, threshold)
+    two_stage = _two_stage(classifier_dir, model, alpha, top_k, device, cache_dir) if confirm else None
     meta = model.metadata
     classes = _class_folders(known)
     strangers = sorted(set(classes) - set(model.classes_))
@@ -261,13 +340,31 @@ def evaluate(
     extractor = _backbone(backbone or meta["backbone"], device, meta["backbone_id"])
     label_of = {str(p): label for label, paths in classes.items() for p in paths}
     source_of = {str(p): name for name, paths in sources.items() for p in paths}
+    start = time.perf_counter()
     known_set = _embed(extractor, [p for ps in classes.values() for p in ps], meta["layer"], cache_dir, batch_size)
     unknown_set = _embed(extractor, [p for ps in sources.values() for p in ps], meta["layer"], cache_dir,
                          batch_size)
+    embed_seconds = time.perf_counter() - start
     if not known_set.paths or not unknown_set.paths:
         fail("need at least one readable known image and one readable unknown image")
-    metrics = _open_set_metrics(model, known_set.features, np.array([label_of[p] for p in known_set.paths]),
-                                unknown_set.features, np.array([source_of[p] for p in unknown_set.paths]))
+    features = np.concatenate([known_set.features, unknown_set.features])
+    paths = [*known_set.paths, *unknown_set.paths]
+    answers, seconds = _timed(lambda: _feature_answers(model, features))
+    images_per_second = {"features": len(paths) / (embed_seconds + seconds)}
+    if two_stage is not None:
+        records, seconds = _timed(lambda: two_stage.attribute(features, paths, progress=progress_enabled()))
+        answers = _two_stage_answers(records)
+        images_per_second["two-stage"] = len(paths) / (embed_seconds + seconds)
+    known_y = np.array([label_of[p] for p in known_set.paths])
+    metrics = _open_set_metrics(model, known_y, answers.part(slice(len(known_y))),
+                                np.array([source_of[p] for p in unknown_set.paths]),
+                                answers.part(slice(len(known_y), None)))
+    metrics["mode"] = "features" if two_stage is None else "two-stage"
+    metrics["images_per_second"] = images_per_second
+    if two_stage is not None:
+        metrics["two_stage"] = {"alpha": alpha, "top_k": top_k,
+                                "bound": {label: b.model for label, b in sorted(two_stage.bindings.items())},
+                                "rules": dict(sorted(Counter(r["rule"] for r in records).items()))}
     metrics["errors"] = [{"path": p, "error": m} for p, m in [*known_set.errors, *unknown_set.errors]]
     metrics["classifier"] = {"path": str(classifier_dir), "kind": model.kind, "rejection": model.rejection,
                              "backbone": meta["backbone_id"], "layer": meta["layer"],
@@ -279,64 +376,99 @@ def evaluate(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
     if report is not None:
-        _plot_report(model, known_set.features, unknown_set.features, metrics, report)
-    typer.echo(f"accuracy {metrics['closed_set_accuracy']:.3f}, AUROC {metrics['auroc']:.3f}, OSCR "
-               f"{metrics['oscr']:.3f}, TPR@5%FPR {metrics['tpr_at_5_fpr']:.3f} on "
-               f"{len(known_set.paths)} known and {len(unknown_set.paths)} unknown images", err=True)
+        names = ((model.rejection, f"threshold {model.threshold_:.3g}") if two_stage is None
+                 else ("two-stage known-score", f"two-stage decision, alpha {alpha:g}"))
+        _plot_report(answers.scores[:len(known_y)], answers.scores[len(known_y):], *names, metrics, report)
+    typer.echo(f"{metrics['mode']}: accuracy {metrics['closed_set_accuracy']:.3f}, AUROC {metrics['auroc']:.3f}, "
+               f"OSCR {metrics['oscr']:.3f}, TPR@5%FPR {metrics['tpr_at_5_fpr']:.3f} on {len(known_y)} known and "
+               f"{len(unknown_set.paths)} unknown images, {images_per_second[metrics['mode']]:.3g} images/s",
+               err=True)
 
 
-def _open_set_metrics(model: OpenSetClassifier, known_x: np.ndarray, known_y: np.ndarray, unknown_x: np.ndarray,
-                      unknown_source: np.ndarray) -> dict[str, Any]:
-    """metrics.json's content (without errors): summary, per-source table, confusion matrix."""
+@dataclass
+class _Answers:
+    """One mode's answers per image: open-set label, closed-set label (never rejected) and known-score."""
+
+    labels: np.ndarray
+    closed: np.ndarray
+    scores: np.ndarray
+
+    def part(self, rows: slice) -> _Answers:
+        """The answers of some of the images."""
+        return _Answers(self.labels[rows], self.closed[rows], self.scores[rows])
+
+
+def _timed(compute: Callable[[], T]) -> tuple[T, float]:
+    """compute()'s result and the wall-clock seconds it took."""
+    start = time.perf_counter()
+    result = compute()
+    return result, time.perf_counter() - start
+
+
+def _feature_answers(model: OpenSetClassifier, features: np.ndarray) -> _Answers:
+    """Stage 1 alone: the classifier's labels and its rejection score."""
+    return _Answers(model.predict(features).astype(str), model.predict_closed_set(features).astype(str),
+                    model.score_samples(features))
+
+
+def _two_stage_answers(records: list[dict]) -> _Answers:
+    """Two-stage records as answers: the accepted class, else the features' best guess, closes the set."""
+    return _Answers(np.array([r["label"] for r in records]),
+                    np.array([r["label"] if r["known"] else r["features"]["best_known"] for r in records]),
+                    np.array([r["known_score"] for r in records], dtype=float))
+
+
+def _open_set_metrics(model: OpenSetClassifier, known_y: np.ndarray, known: _Answers, unknown_source: np.ndarray,
+                      unknown: _Answers) -> dict[str, Any]:
+    """metrics.json's content (without errors) from either mode's answers: summary, per-source table, confusion."""
     from ..metrics import confusion_matrix, open_set_summary
-    from ..openset import UNKNOWN
+    from ..twostage import INCONCLUSIVE, REJECTED, UNKNOWN
 
-    closed = model.predict_closed_set(known_x)
-    known_scores, unknown_scores = model.score_samples(known_x), model.score_samples(unknown_x)
-    known_pred, unknown_pred = model.predict(known_x), model.predict(unknown_x)
-    summary = open_set_summary(known_y, closed, known_scores, unknown_scores, model.threshold_)
+    summary = open_set_summary(known_y, known.closed, known.scores, unknown.scores)
+    summary["known_accepted"] = float(np.mean(~np.isin(known.labels, REJECTED)))
+    summary["unknown_rejected"] = float(np.mean(np.isin(unknown.labels, REJECTED)))
     per_class = {
-        label: {"n": int(mask.sum()), "closed_set_accuracy": float(np.mean(closed[mask] == label)),
-                "accepted": float(np.mean(known_pred[mask] != UNKNOWN)),
-                "open_set_correct": float(np.mean(known_pred[mask] == label))}
+        label: {"n": int(mask.sum()), "closed_set_accuracy": float(np.mean(known.closed[mask] == label)),
+                "accepted": float(np.mean(~np.isin(known.labels[mask], REJECTED))),
+                "open_set_correct": float(np.mean(known.labels[mask] == label))}
         for label in model.classes_ if (mask := known_y == label).any()
     }
     per_source = {}
     for source in sorted(set(unknown_source)):
-        given = unknown_pred[unknown_source == source]
-        taken = Counter(given[given != UNKNOWN].tolist()).most_common(1)
-        per_source[source] = {"n": int(given.size), "rejected": float(np.mean(given == UNKNOWN)),
+        given = unknown.labels[unknown_source == source]
+        taken = Counter(given[~np.isin(given, REJECTED)].tolist()).most_common(1)
+        per_source[source] = {"n": int(given.size), "rejected": float(np.mean(np.isin(given, REJECTED))),
                               "most_often_taken_for": taken[0][0] if taken else None}
-    labels = [*model.classes_.tolist(), UNKNOWN]
-    truth = np.concatenate([known_y, np.full(len(unknown_x), UNKNOWN)])
-    matrix = confusion_matrix(truth, np.concatenate([known_pred, unknown_pred]).astype(str), labels)
+    predicted = np.concatenate([known.labels, unknown.labels])
+    labels = [*model.classes_.tolist(), UNKNOWN, *([INCONCLUSIVE] if INCONCLUSIVE in predicted else [])]
+    truth = np.concatenate([known_y, np.full(len(unknown.labels), UNKNOWN)])
+    matrix = confusion_matrix(truth, predicted, labels)
     return {
         **summary, "threshold": model.threshold_ if np.isfinite(model.threshold_) else None,
         "accept_rate": model.accept_rate,
-        "n_images": {"known": len(known_y), "unknown": len(unknown_x)},
+        "n_images": {"known": len(known_y), "unknown": len(unknown.labels)},
         "per_class": per_class, "per_unknown_source": per_source,
         "confusion_matrix": {"labels": labels, "rows_true_columns_predicted": matrix.tolist()},
     }
 
 
-def _plot_report(model: OpenSetClassifier, known_x: np.ndarray, unknown_x: np.ndarray, metrics: dict,
-                 folder: Path) -> None:
+def _plot_report(known_scores: np.ndarray, unknown_scores: np.ndarray, score_name: str, operating_point: str,
+                 metrics: dict, folder: Path) -> None:
     """roc.png and confusion.png in folder (matplotlib's Agg canvas, no display needed)."""
     from matplotlib.figure import Figure
 
     from ..metrics import roc_curve
 
     folder.mkdir(parents=True, exist_ok=True)
-    known_scores, unknown_scores = model.score_samples(known_x), model.score_samples(unknown_x)
     fpr, tpr, _ = roc_curve(known_scores, unknown_scores)
     figure = Figure(figsize=(4.5, 4.5))
     axes = figure.add_subplot()
     axes.plot(fpr, tpr, label=f"AUROC {metrics['auroc']:.3f}")
     axes.plot([0, 1], [0, 1], ":", color="grey")
     axes.plot([1 - metrics["unknown_rejected"]], [metrics["known_accepted"]], "o",
-              label=f"threshold {model.threshold_:.3g}")
+              label=operating_point)
     axes.set(xlabel="unknown images accepted (FPR)", ylabel="known images accepted (TPR)",
-             title=f"known vs unknown ({model.rejection})")
+             title=f"known vs unknown ({score_name})")
     axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(folder / "roc.png", dpi=120)
