@@ -137,3 +137,26 @@ def test_evaluate_two_stage_and_features_on_the_same_data(world, tmp_path):
     assert "two_stage" not in one
     for name in ("roc.png", "confusion.png"):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_attribute_confirm_adds_timed_two_stage_rows(world, tmp_path):
+    for folder in [*(world / "train").iterdir(), world / "unknown" / "c"]:
+        shutil.copytree(folder, tmp_path / "zoo" / folder.name)
+    result = _run("bench", "attribute", tmp_path / "zoo", "--out", tmp_path / "bench", "--backbone", "spectrum",
+                  "--layers", "radial", "--classifiers", "linear", "--rejections", "msp", "--shots", "all",
+                  "--n-unknown", "1", "--confirm", "--bind", f"a={world / 'a.pt'}@{world / 'a.cal.json'}",
+                  "--bind", f"b={world / 'b.pt'}@{world / 'b.cal.json'}", cache=world / "cache")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert report["config"]["splits"] == [["a"], ["b"], ["c"]] and len(report["rows"]) == 3
+    rows = report["two_stage_rows"]
+    assert [(r["split"], r["mode"]) for r in rows] == [(i, m) for i in range(3) for m in ("features", "two-stage")]
+    assert all(r["seconds_per_image"] > 0 and 0 <= r["auroc"] <= 1 for r in rows)
+    features, two_stage = rows[4:]  # the split where the unseen generator c is the unknown
+    assert features["unknown_rejected"] <= 1 / 6 and two_stage["unknown_rejected"] == 1.0
+    assert two_stage["rules"]["rejected"] >= features["n_test_unknown"] == 6
+    table = (tmp_path / "bench" / "results.md").read_text().splitlines()
+    assert table[-4].startswith("| mode | layer | classifier | rejection | shots | splits |")
+    assert table[-4].endswith("| s/image |") and table[-1].startswith("| two-stage | radial | linear | msp | all | 3 |")
+    unbound = _run("bench", "attribute", tmp_path / "zoo", "--out", tmp_path / "x", "--confirm", cache=tmp_path)
+    assert unbound.exit_code == 2 and "--bind" in unbound.stderr

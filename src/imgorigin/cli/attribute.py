@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..features import Backbone
     from ..features.cache import Embedded
     from ..openset import OpenSetClassifier
-    from ..twostage import TwoStageAttributor
+    from ..twostage import Binding, TwoStageAttributor
 
 T = TypeVar("T")
 
@@ -138,7 +138,7 @@ def fit(
     from ..images import ImageError, find_images
     from ..openset import CLASSIFIERS
 
-    _check_bind_syntax(bind or [])
+    _parse_bindings(bind or [])  # fail on a malformed --bind before any fitting is done
     classes = _class_folders(train_dir)
     extractor = _backbone(backbone, device)
     try:
@@ -172,15 +172,17 @@ def fit(
                f"({model.threshold_source_}); bound: {', '.join(sorted(bound)) or 'none'} -> {out}", err=True)
 
 
-def _check_bind_syntax(texts: list[str]) -> None:
-    """Fail on a malformed --bind, or one missing its calibration, before any fitting is done."""
+def _parse_bindings(texts: list[str]) -> dict[str, Binding]:
+    """--bind options by label, each with a calibration it can find; a clean exit on a malformed one."""
     from ..twostage import Binding
 
     try:
-        for text in texts:
-            Binding.parse(text).calibration_path()
+        bindings = [Binding.parse(text) for text in texts]
+        for binding in bindings:
+            binding.calibration_path()
     except (OSError, KeyError, ValueError) as exc:
         fail(str(exc))
+    return {binding.label: binding for binding in bindings}
 
 
 def attribute(
@@ -234,18 +236,29 @@ def attribute(
 
 def _two_stage(classifier_dir: Path, model: OpenSetClassifier, alpha: float, top_k: int | None, device: str,
                cache_dir: Path | None) -> TwoStageAttributor:
-    """The classifier with the verifiers of its bound classes loaded, or a clean exit when none can be."""
-    from ..twostage import TwoStageAttributor, load_bindings
-    from ..verification import default_cache_dir
+    """The classifier with the bindings stored beside it, or a clean exit when none is bound."""
+    from ..twostage import load_bindings
 
     try:
         bindings = load_bindings(classifier_dir)
-        if not bindings:
-            fail(f"--confirm: no class of {classifier_dir} is bound to a model; bind some with `imgorigin bind "
-                 f"{classifier_dir} LABEL=MODEL[@CAL]` or `imgorigin fit --bind`")
+    except (OSError, KeyError, ValueError) as exc:
+        fail(f"cannot read the bindings of {classifier_dir}: {exc}")
+    if not bindings:
+        fail(f"--confirm: no class of {classifier_dir} is bound to a model; bind some with `imgorigin bind "
+             f"{classifier_dir} LABEL=MODEL[@CAL]` or `imgorigin fit --bind`")
+    return _attributor(model, bindings, alpha, top_k, device, cache_dir)
+
+
+def _attributor(model: OpenSetClassifier, bindings: dict[str, Binding], alpha: float, top_k: int | None,
+                device: str, cache_dir: Path | None) -> TwoStageAttributor:
+    """A two-stage attributor with every bound model and calibration loaded now, not halfway through a run."""
+    from ..twostage import TwoStageAttributor
+    from ..verification import default_cache_dir
+
+    try:
         attributor = TwoStageAttributor(model, bindings, alpha=alpha, top_k=top_k, device=resolve_device(device),
                                         cache_dir=cache_dir or default_cache_dir())
-        for label in bindings:  # load every model and calibration now, not halfway through the images
+        for label in bindings:
             attributor.verifier(label)
     except (OSError, KeyError, ValueError) as exc:
         fail(str(exc))
@@ -418,15 +431,23 @@ def _two_stage_answers(records: list[dict]) -> _Answers:
                     np.array([r["known_score"] for r in records], dtype=float))
 
 
+def _summary(known_y: np.ndarray, known: _Answers, unknown: _Answers) -> dict[str, float]:
+    """Headline numbers of either mode: accuracy, AUROC, OSCR, TPR at 5 % FPR, and the decision's rates."""
+    from ..metrics import open_set_summary
+    from ..twostage import REJECTED
+
+    return {**open_set_summary(known_y, known.closed, known.scores, unknown.scores),
+            "known_accepted": float(np.mean(~np.isin(known.labels, REJECTED))),
+            "unknown_rejected": float(np.mean(np.isin(unknown.labels, REJECTED)))}
+
+
 def _open_set_metrics(model: OpenSetClassifier, known_y: np.ndarray, known: _Answers, unknown_source: np.ndarray,
                       unknown: _Answers) -> dict[str, Any]:
     """metrics.json's content (without errors) from either mode's answers: summary, per-source table, confusion."""
-    from ..metrics import confusion_matrix, open_set_summary
+    from ..metrics import confusion_matrix
     from ..twostage import INCONCLUSIVE, REJECTED, UNKNOWN
 
-    summary = open_set_summary(known_y, known.closed, known.scores, unknown.scores)
-    summary["known_accepted"] = float(np.mean(~np.isin(known.labels, REJECTED)))
-    summary["unknown_rejected"] = float(np.mean(np.isin(unknown.labels, REJECTED)))
+    summary = _summary(known_y, known, unknown)
     per_class = {
         label: {"n": int(mask.sum()), "closed_set_accuracy": float(np.mean(known.closed[mask] == label)),
                 "accepted": float(np.mean(~np.isin(known.labels[mask], REJECTED))),
@@ -508,17 +529,20 @@ def _mean_std(values: list[float]) -> str:
     return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {100 * float(np.std(values)):.1f}"
 
 
-def _markdown(rows: list[dict[str, Any]]) -> str:
-    """One table line per (layer, classifier, rejection, shots), metrics averaged over splits."""
+def _markdown(rows: list[dict[str, Any]], keys: tuple[str, ...] = ("layer", "classifier", "rejection", "shots"),
+              timed: bool = False) -> str:
+    """One table line per combination of the key columns, metrics (and seconds per image) averaged over splits."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["layer"], row["classifier"], row["rejection"], row["shots"]), []).append(row)
-    lines = ["| layer | classifier | rejection | shots | splits | accuracy | AUROC | OSCR | TPR@5%FPR |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for (layer, kind, rejection, shots), group in groups.items():
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    columns = [*keys, "splits", "accuracy", "AUROC", "OSCR", "TPR@5%FPR", *(["s/image"] if timed else [])]
+    lines = [f"| {' | '.join(columns)} |", "|---" * len(columns) + "|"]
+    for values, group in groups.items():
         cells = [_mean_std([r[key] for r in group]) for key in
                  ("closed_set_accuracy", "auroc", "oscr", "tpr_at_5_fpr")]
-        lines.append(f"| {layer} | {kind} | {rejection} | {shots} | {len(group)} | {' | '.join(cells)} |")
+        if timed:
+            cells.append(f"{np.mean([r['seconds_per_image'] for r in group]):.3g}")
+        lines.append(f"| {' | '.join(map(str, values))} | {len(group)} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -547,6 +571,15 @@ def bench_attribute(
     max_per_source: Annotated[int, typer.Option(min=2, help="At most this many images per source (random, "
                                                 "seeded; the paper caps at 4000).")] = 4000,
     seed: Annotated[int, typer.Option(help="Seed of image subsets, train/test splits and shot sampling.")] = 0,
+    confirm: Annotated[bool, typer.Option(
+        "--confirm", help="Also attribute in two stages in every split, with the first layer, classifier and "
+        "rejection trained on the whole pool: a features and a two-stage row per split (results.json "
+        "'two_stage_rows'), each with seconds per image (features are extracted once, for both).")] = False,
+    bind: Annotated[list[str] | None, typer.Option(
+        "--bind", metavar="LABEL=MODEL[@CAL]", help=f"With --confirm: {BIND_HELP} LABEL is a source folder; "
+        "in the splits where it is unknown its binding is unused.")] = None,
+    top_k: TopKOpt = None,
+    alpha: AlphaOpt = 0.05,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = "auto",
@@ -561,6 +594,11 @@ def bench_attribute(
     from ..openset import CLASSIFIERS, REJECTIONS
 
     sources = _class_folders(data_root)
+    bindings = _parse_bindings(bind or [])
+    if confirm != bool(bindings):
+        fail("--confirm and --bind go together: bind at least one source to its model to confirm")
+    if strangers := sorted(set(bindings) - set(sources)):
+        fail(f"--bind: {', '.join(strangers)} is not a source folder of {data_root}")
     kinds = _choices(classifiers, list(CLASSIFIERS), "--classifiers")
     scores = _choices(rejections, REJECTIONS, "--rejections")
     shot_list = _shots(shots)
@@ -582,8 +620,13 @@ def bench_attribute(
                                   batch_size=batch_size, progress=progress_enabled())
     _warn_skipped(embedded.errors)
     source_of = np.array([source_by_path[path] for path in embedded.paths])
-    rows = []
+    rows, two_stage_rows = [], []
+    setting = (layer_names[0], kinds[0], scores[0])
     for index, unknown in enumerate(split_list):
+        if confirm:  # first, so that a model that cannot be loaded stops the run before the sweep
+            two_stage_rows += _bench_two_stage(
+                embedded.features[setting[0]], embedded.paths, source_of, index, unknown, setting,
+                lambda model: _attributor(model, bindings, alpha, top_k, device, cache_dir), test_fraction, seed)
         rows += _bench_split(embedded.features, source_of, index, unknown, shot_list, kinds, scores,
                              test_fraction, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -591,8 +634,13 @@ def bench_attribute(
               "test_fraction": test_fraction, "max_per_source": max_per_source, "seed": seed,
               "images": {name: int((source_of == name).sum()) for name in sources},
               "errors": [{"path": p, "error": m} for p, m in embedded.errors]}
-    (out / "results.json").write_text(json.dumps({"config": config, "rows": rows}, indent=2) + "\n")
+    results: dict[str, Any] = {"config": config, "rows": rows}
     table = _markdown(rows)
+    if confirm:
+        results["two_stage_rows"] = two_stage_rows
+        config["two_stage"] = {"alpha": alpha, "top_k": top_k, "bound": {k: b.model for k, b in bindings.items()}}
+        table += "\n" + _markdown(two_stage_rows, ("mode", "layer", "classifier", "rejection", "shots"), timed=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(f"Backbone {extractor.id}, {len(split_list)} splits of {data_root}; "
                                     f"metrics in %, mean ± std over splits.\n\n{table}")
     typer.echo(table, err=True)
@@ -616,15 +664,7 @@ def _bench_split(features: dict[str, np.ndarray], source_of: np.ndarray, index: 
     from ..metrics import open_set_summary
     from ..openset import CLASSIFIERS
 
-    rng = np.random.default_rng([seed, index])
-    known = [name for name in dict.fromkeys(source_of.tolist()) if name not in unknown]
-    pools, tests = [], []
-    for name in known:
-        members = rng.permutation(np.flatnonzero(source_of == name))
-        n_test = max(1, round(test_fraction * len(members)))
-        tests.append(members[:n_test])
-        pools.append(members[n_test:])  # shuffled: the first n are the n-shot training set, nested across n
-    test_known, test_unknown = np.concatenate(tests), np.flatnonzero(np.isin(source_of, unknown))
+    known, pools, test_known, test_unknown = _split(source_of, index, unknown, test_fraction, seed)
     smallest = min(len(pool) for pool in pools)
     rows = []
     for n_shots in shot_list:
@@ -645,6 +685,49 @@ def _bench_split(features: dict[str, np.ndarray], source_of: np.ndarray, index: 
                                  "classifier": kind, "rejection": rejection, "shots": n_shots or "all",
                                  "n_train": len(train), "n_test_known": len(test_known),
                                  "n_test_unknown": len(test_unknown), "selection": model.selection_, **summary})
+    return rows
+
+
+def _split(source_of: np.ndarray, index: int, unknown: list[str], test_fraction: float,
+           seed: int) -> tuple[list[str], list[np.ndarray], np.ndarray, np.ndarray]:
+    """Known sources, their shuffled training pools, and the test images of the known and unknown sources."""
+    rng = np.random.default_rng([seed, index])
+    known = [name for name in dict.fromkeys(source_of.tolist()) if name not in unknown]
+    pools, tests = [], []
+    for name in known:
+        members = rng.permutation(np.flatnonzero(source_of == name))
+        n_test = max(1, round(test_fraction * len(members)))
+        tests.append(members[:n_test])
+        pools.append(members[n_test:])  # shuffled: the first n are the n-shot training set, nested across n
+    return known, pools, np.concatenate(tests), np.flatnonzero(np.isin(source_of, unknown))
+
+
+def _bench_two_stage(x: np.ndarray, paths: list[str], source_of: np.ndarray, index: int, unknown: list[str],
+                     setting: tuple[str, str, str], make_attributor: Callable[[OpenSetClassifier], TwoStageAttributor],
+                     test_fraction: float, seed: int) -> list[dict[str, Any]]:
+    """A split's features row and two-stage row for one (layer, classifier, rejection) on the whole pool."""
+    from ..openset import CLASSIFIERS
+
+    known, pools, test_known, test_unknown = _split(source_of, index, unknown, test_fraction, seed)
+    layer, kind, rejection = setting
+    train, test = np.concatenate(pools), np.concatenate([test_known, test_unknown])
+    model = CLASSIFIERS[kind](rejection=rejection, random_state=seed).fit(x[train], source_of[train])
+    attributor = make_attributor(model)
+    features, features_seconds = _timed(lambda: _feature_answers(model, x[test]))
+    records, seconds = _timed(lambda: attributor.attribute(x[test], [paths[i] for i in test],
+                                                          progress=progress_enabled()))
+    n_known, rows = len(test_known), []
+    for mode, answers, spent in (("features", features, features_seconds),
+                                 ("two-stage", _two_stage_answers(records), seconds)):
+        summary = _summary(source_of[test_known], answers.part(slice(n_known)), answers.part(slice(n_known, None)))
+        rows.append({"split": index, "unknown": unknown, "known": known, "mode": mode, "layer": layer,
+                     "classifier": kind, "rejection": rejection, "shots": "all", "n_train": len(train),
+                     "n_test_known": n_known, "n_test_unknown": len(test_unknown), **summary,
+                     "seconds_per_image": spent / len(test)})
+    rows[-1]["rules"] = dict(sorted(Counter(r["rule"] for r in records).items()))
+    typer.echo(f"split {index} (unknown: {', '.join(unknown)}): two-stage accuracy "
+               f"{rows[-1]['closed_set_accuracy']:.3f}, AUROC {rows[-1]['auroc']:.3f}, "
+               f"{rows[-1]['seconds_per_image']:.3g} s/image", err=True)
     return rows
 
 
