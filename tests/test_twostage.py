@@ -17,7 +17,7 @@ from imgorigin.twostage import Binding, TwoStageAttributor, load_bindings, save_
 from imgorigin.verification import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
-FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=32, search_candidates=8)
+FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=32, search_candidates=8, prune_after=0)
 GOLDEN = Path(__file__).parent / "golden" / "twostage_record.json"
 N = 6
 
