@@ -92,7 +92,12 @@ def build_train_scheduler(num_train_timesteps: int, beta_schedule: str, beta_sta
 
 
 def build_ddim_scheduler(
-    num_train_timesteps: int, beta_schedule: str, beta_start: float, beta_end: float, timestep_spacing: str
+    num_train_timesteps: int,
+    beta_schedule: str,
+    beta_start: float,
+    beta_end: float,
+    timestep_spacing: str,
+    clip_sample: bool = True,
 ):
     from diffusers import DDIMScheduler
 
@@ -102,7 +107,7 @@ def build_ddim_scheduler(
         beta_start=beta_start,
         beta_end=beta_end,
         prediction_type="epsilon",
-        clip_sample=True,
+        clip_sample=clip_sample,
         clip_sample_range=1.0,
         set_alpha_to_one=True,
         timestep_spacing=timestep_spacing,

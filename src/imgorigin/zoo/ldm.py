@@ -194,8 +194,14 @@ def save(cfg: LDMConfig, vae, unet, out_dir: Path) -> None:
     root = out_dir / cfg.name
     vae.to("cpu").save_pretrained(root / "vae", safe_serialization=True)
     unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
+    # no clipping of the predicted x_0: scaled latents are not confined to [-1, 1] (as for Stable Diffusion)
     ddim = build_ddim_scheduler(
-        cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.timestep_spacing
+        cfg.num_train_timesteps,
+        cfg.beta_schedule,
+        cfg.beta_start,
+        cfg.beta_end,
+        cfg.timestep_spacing,
+        clip_sample=False,
     )
     ddim.save_pretrained(root / "scheduler")
 
