@@ -42,7 +42,7 @@ def calibrate(
     prune_after: Annotated[
         int, typer.Option(help="Keep only each image's best restart after this many steps (0: never).")
     ] = 25,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.1,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.2,
     init: Annotated[
         str,
         typer.Option(
