@@ -11,7 +11,7 @@ from .common import DeviceOpt, progress_enabled, resolve_device
 
 #: Models the demo verifies against, and the sources of its images (real + zoo samples).
 DEMO_MODELS = ("dcgan", "vae")
-DEMO_SOURCES = ("real", "dcgan", "dcgan-twin", "vae", "wgangp")
+DEMO_SOURCES = ("real", "dcgan", "dcgan-twin", "vae", "ldm")
 DEMO_SEED = 7
 
 

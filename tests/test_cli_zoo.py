@@ -1,0 +1,63 @@
+"""The zoo from the command line: list, sample, verify zoo:NAME with its shipped calibration, and the demo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from imgorigin import zoo
+from imgorigin.cli import app
+from imgorigin.images import load_image, quantize_8bit
+from imgorigin.zoo.calibrations import calibration_path
+
+runner = CliRunner()
+
+
+def test_zoo_list_names_every_model():
+    result = runner.invoke(app, ["zoo", "list"])
+    assert result.exit_code == 0
+    for name in ("dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm"):
+        assert name in result.output
+
+
+def test_zoo_sample_writes_the_models_own_8bit_images(tmp_path):
+    result = runner.invoke(app, ["zoo", "sample", "dcgan", "--n", "3", "--out", str(tmp_path), "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.glob("*.png"))
+    assert [f.name for f in files] == [f"dcgan_4_{i:05d}.png" for i in range(3)]
+    expected = quantize_8bit(zoo.sample("dcgan", 3, seed=4))
+    for f, x in zip(files, expected, strict=True):
+        np.testing.assert_array_equal(load_image(f, 1, (28, 28)).pixels, x.numpy())
+
+
+def test_zoo_unknown_name_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["zoo", "sample", "nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown zoo model 'nope'" in result.output
+
+
+def test_verify_zoo_model_with_shipped_calibration(tmp_path):
+    if not calibration_path("dcgan").is_file():
+        pytest.fail("the dcgan calibration must be shipped")
+    runner.invoke(app, ["zoo", "sample", "dcgan", "--n", "2", "--out", str(tmp_path / "own"), "--seed", "77"])
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, ["verify", "zoo:dcgan", str(tmp_path / "own"), "--output", str(out),
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2 and all(r["model"] == "zoo:dcgan" for r in records)
+    assert sum(r["verdict"] == "member" for r in records) >= 1
+
+
+def test_demo_prints_a_table_and_writes_a_report(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--per-source", "1"])
+    assert result.exit_code == 0, result.output
+    assert "true source" in result.output and "zoo:dcgan" in result.output
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<h2>") == 2 and "at most 5% of the model&#x27;s own images" in page
+    records = [json.loads(line) for line in (tmp_path / "results_dcgan.jsonl").read_text().splitlines()]
+    by_source = {r["path"].split("/")[-1].rsplit("_", 1)[0]: r for r in records}
+    assert by_source["dcgan"]["verdict"] == "member"
+    assert by_source["real"]["verdict"] == "non-member"
