@@ -118,13 +118,14 @@ def sampling_description(name: str) -> dict[str, Any]:
     cfg = get_recipe(name).config
     if name == "ddpm":
         return {
-            "procedure": "x_T ~ N(0, I) [1, 28, 28] → deterministic DDIM (eta = 0, trailing spacing) → image",
+            "procedure": "x_T ~ N(0, I) [1, 28, 28] → deterministic DDIM (eta = 0, trailing timestep spacing: "
+            "t = 999, 899, ..., 99; predicted x_0 clipped to [-1, 1]) → image in [-1, 1] → [0, 1]",
             "num_inference_steps": cfg.num_inference_steps,
             "num_train_timesteps": cfg.num_train_timesteps,
         }
     if name == "ldm":
         return {
-            "procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing) → scaled latent "
+            "procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing, no x_0 clipping) → scaled latent "
             "→ AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
             "the decoder only, initialised from the encoder's posterior mean",
             "num_inference_steps": cfg.num_inference_steps,
