@@ -86,7 +86,7 @@ def reference_loop(generator: Generator, images: torch.Tensor, steps: int = 1500
         best = float("inf")
         for _ in range(steps):
             loss = mse(generator.decode(z), target).sum()
-            best = min(best, float(loss))
+            best = min(best, float(loss.detach()))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
