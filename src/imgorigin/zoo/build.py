@@ -125,8 +125,8 @@ def sampling_description(name: str) -> dict[str, Any]:
         }
     if name == "ldm":
         return {
-            "procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing, no x_0 clipping) → scaled latent "
-            "→ AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
+            "procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing, no x_0 clipping) "
+            "→ scaled latent → AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
             "the decoder only, initialised from the encoder's posterior mean",
             "num_inference_steps": cfg.num_inference_steps,
             "num_train_timesteps": cfg.num_train_timesteps,
