@@ -27,6 +27,15 @@ LATENT_SHAPES = {
 HAS_ENCODER = {"vae", "ldm"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny batches run fastest on one thread (and do not stall on a machine shared with other jobs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def generators() -> dict[str, Generator]:
     return {name: zoo.load(name) for name in MODELS}
