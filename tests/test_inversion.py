@@ -113,6 +113,8 @@ def test_config_round_trip_and_unknown_keys():
     assert InversionConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         InversionConfig.from_dict({**cfg.to_dict(), "extra": 1})
+    old = {k: v for k, v in cfg.to_dict().items() if not k.startswith("refine")}
+    assert InversionConfig.from_dict(old).refine_steps == 0  # older files keep their Adam-only scores
 
 
 def test_distances_hand_values():
@@ -142,7 +144,7 @@ def test_pruning_to_the_best_restart_cuts_work_and_keeps_separation():
     work, aurocs = {}, {}
     for prune in (0, 10):
         cfg = InversionConfig(steps=80, restarts=4, patience=1000, batch_size=8, search_candidates=4,
-                              prune_after=prune)
+                              prune_after=prune, refine_steps=0)
         CountingGenerator.rows = 0
         s_in, s_out = invert(gen, members, cfg).scores, invert(gen, others, cfg).scores
         work[prune] = CountingGenerator.rows
@@ -150,3 +152,22 @@ def test_pruning_to_the_best_restart_cuts_work_and_keeps_separation():
     search = 2 * 8 * 4 * 4  # forward-only candidates, the same in both runs
     assert (work[10] - search) == pytest.approx((work[0] - search) * (4 * 10 + 70) / (4 * 80), rel=0.02)
     assert aurocs[10] == aurocs[0] == 1.0
+
+
+def test_refinement_reaches_the_quantisation_floor_that_adam_alone_does_not(generator):
+    members = quantize_8bit(generator.sample(8, seed=13))
+    adam_only = InversionConfig(steps=25, restarts=2, patience=1000, refine_steps=0)
+    refined = InversionConfig(steps=200, refine_after=25, restarts=2, patience=1000)
+    a = invert(generator, members, adam_only).scores
+    r = invert(generator, members, refined)
+    assert Inverter(generator, refined).refines and not Inverter(generator, adam_only).refines
+    assert np.all(r.scores <= a + 1e-9)
+    assert np.median(r.scores) < 1e-5 < np.median(a)  # 8-bit floor is ~1.3e-6
+    assert np.all(r.steps > 25)  # refinement iterations are counted after the 25 Adam steps
+
+
+@pytest.mark.parametrize("kind", ["l1", "large_latent"])
+def test_refinement_only_applies_to_mse_on_small_latents(generator, kind):
+    cfg = InversionConfig(distance="l1") if kind == "l1" else InversionConfig(refine_max_dim=4)
+    inverter = Inverter(generator, cfg)
+    assert not inverter.refines and inverter.adam_steps == cfg.steps

@@ -37,7 +37,9 @@ def calibrate(
             "--reference-real", help="Real images (files or folders) to score too, stored for the second p-value."
         ),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Most Adam steps per image.")] = 200,
+    steps: Annotated[
+        int, typer.Option(help="Most Adam steps per image (Adam-only models: non-MSE distance or large latent).")
+    ] = 200,
     restarts: Annotated[int, typer.Option(help="Latents optimised per image; the best counts.")] = 4,
     prune_after: Annotated[
         int, typer.Option(help="Keep only each image's best restart after this many steps (0: never).")
@@ -51,6 +53,15 @@ def calibrate(
     ] = "auto",
     patience: Annotated[int, typer.Option(help="Stop an image after this many steps without improvement.")] = 40,
     distance: Annotated[str, typer.Option(help="Reconstruction distance: mse, l1, ssim.")] = "mse",
+    refine_steps: Annotated[
+        int,
+        typer.Option(help="Most Levenberg-Marquardt iterations after Adam (MSE, latents <= --refine-max-dim "
+                     "values); 0: Adam only."),
+    ] = 60,
+    refine_after: Annotated[int, typer.Option(help="Adam steps before the refinement takes over.")] = 25,
+    refine_max_dim: Annotated[
+        int, typer.Option(help="Refine only latents with at most this many values (Jacobian cost grows with it).")
+    ] = 256,
     batch_size: Annotated[int, typer.Option(help="Images optimised together (memory bound).")] = 64,
     ddim_steps: Annotated[int | None, typer.Option(help="DDIM steps for pixel-diffusion models.")] = None,
     device: DeviceOpt = "auto",
@@ -76,6 +87,9 @@ def calibrate(
             init=init,
             patience=patience,  # type: ignore[arg-type]
             distance=distance,
+            refine_steps=refine_steps,
+            refine_after=refine_after,
+            refine_max_dim=refine_max_dim,
             batch_size=batch_size,
             seed=seed,
         )
