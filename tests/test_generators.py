@@ -92,3 +92,17 @@ def test_ddim_chain_from_unet_dir_and_pipeline_dir(tmp_path):
         out.sum().backward()
         assert z.grad.abs().sum() > 0  # the gradient reaches x_T through the whole chain
         torch.testing.assert_close(gen.decode(z.detach()), gen.decode(z.detach()))
+
+
+def test_ddim_inversion_encoder_lands_near_the_chain_input():
+    gen = DDIMGenerator(_tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False),
+                        num_inference_steps=5)
+    assert gen.has_encoder
+    with torch.no_grad():
+        z = gen.sample_latents(4, torch.Generator().manual_seed(0))
+        images = gen.decode(z)
+        recovered = gen.encode(images)
+        random = gen.sample_latents(4, torch.Generator().manual_seed(1))
+        err = (gen.decode(recovered) - images).pow(2).mean()
+        baseline = (gen.decode(random) - images).pow(2).mean()
+    assert err < 0.1 * baseline
