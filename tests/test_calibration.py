@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from imgorigin.calibration import (
+    QUANTISATION_FLOOR,
     Calibration,
     CalibrationError,
     conformal_p_value,
@@ -102,3 +103,16 @@ def test_bad_files_and_mismatched_models(tmp_path):
         make([1.0, 2.0]).check_model("other", "cd" * 32, (1, 8, 8))
     with pytest.raises(CalibrationError, match="at least 2"):
         make([1.0])
+
+
+def test_mse_scores_below_the_8bit_quantisation_floor_are_indistinguishable():
+    floor = QUANTISATION_FLOOR
+    assert floor == pytest.approx(1.28e-6, rel=1e-2)
+    cal = make(np.linspace(0.3, 1.0, 40) * floor)  # every calibration residual already at the floor
+    assert cal.p_value(0.99 * floor) == 1.0 and cal.p_value(0.2 * floor) == 1.0
+    assert cal.threshold(0.05) == floor and cal.in_range(0.01 * floor)
+    assert cal.grubbs(0.9 * floor, 0.05) == (1.0, False)
+    assert cal.p_value(3 * floor) == pytest.approx(1 / 41) and cal.grubbs(3 * floor, 0.05)[1]
+    l1 = Calibration(model_id="m", weight_hash="ab" * 32, image_shape=(1, 8, 8),
+                     inversion=InversionConfig(distance="l1"), scores=np.linspace(0.3, 1.0, 40) * floor)
+    assert l1.floor == 0.0 and l1.p_value(0.99 * floor) < 0.2  # no floor for other distances

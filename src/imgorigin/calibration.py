@@ -11,6 +11,11 @@ model. Decisions from it:
 * optionally a second conformal p-value against reference real images ``(1 + #{real scores <= s}) / (M + 1)``:
   small when the image reconstructs better than real images do; it bounds how often a real image is wrongly
   attributed to the model.
+
+For the MSE distance, scores are compared at no finer than the 8-bit quantisation floor (1/255)²/12 ≈ 1.3e-6:
+an image that reconstructs to within the rounding error of its own pixels is as well explained as an image
+can be, and differences below that are optimiser noise, not evidence (without the floor, members whose
+residual stopped at 1.05e-6 were rejected against calibration scores that stopped at 0.95e-6).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from . import __version__
 from .inversion import InversionConfig
 
 FORMAT = "imgorigin.calibration/1"
+#: MSE of rounding [0, 1] pixels to 8 bits, (1/255)² / 12: scores below it are indistinguishable.
+QUANTISATION_FLOOR = 1 / (255**2 * 12)
 
 
 class CalibrationError(ValueError):
@@ -58,29 +65,38 @@ class Calibration:
             self.reference_scores = np.sort(np.asarray(self.reference_scores, dtype=np.float64))
 
     # -- decisions ---------------------------------------------------------------------------------------
+    @property
+    def floor(self) -> float:
+        """Scores are compared at no finer than this: the 8-bit quantisation MSE for ``mse``, else 0."""
+        return QUANTISATION_FLOOR if self.inversion.distance == "mse" else 0.0
+
+    def _at_floor(self, scores: np.ndarray | float) -> np.ndarray:
+        return np.maximum(scores, self.floor)
+
     def p_value(self, score: float) -> float:
         """Conformal p-value of ``score`` against the model's own scores (large = typical of the model)."""
-        return conformal_p_value(score, self.scores)
+        return conformal_p_value(float(self._at_floor(score)), self._at_floor(self.scores))
 
     def p_value_real(self, score: float) -> float | None:
         """Conformal p-value that ``score`` is as low as a real image's; None without reference scores."""
         if self.reference_scores is None:
             return None
-        return conformal_p_value(-score, -self.reference_scores)
+        return conformal_p_value(-float(self._at_floor(score)), -self._at_floor(self.reference_scores))
 
     def grubbs(self, score: float, alpha: float) -> tuple[float, bool]:
         """(p-value, is_outlier) of the one-sided Grubbs test of log(score) against the log calibration scores."""
-        return grubbs_test(math.log(max(score, 1e-30)), np.log(np.maximum(self.scores, 1e-30)), alpha)
+        floor = max(self.floor, 1e-30)
+        return grubbs_test(math.log(max(score, floor)), np.log(np.maximum(self.scores, floor)), alpha)
 
     def threshold(self, alpha: float) -> float:
         """The largest score still accepted at level α by the conformal rule (for reporting the operating point)."""
         n = self.scores.size
         k = math.floor(alpha * (n + 1))  # accepted iff #{cal >= s} >= k, i.e. s <= the k-th largest score
-        return math.inf if k < 1 else float(self.scores[n - k])
+        return math.inf if k < 1 else float(self._at_floor(self.scores[n - k]))
 
     def in_range(self, score: float) -> bool:
         """Whether ``score`` lies within the span of calibration scores (outside: extrapolation, flagged)."""
-        return bool(self.scores[0] <= score <= self.scores[-1])
+        return bool(self._at_floor(self.scores[0]) <= self._at_floor(score) <= self._at_floor(self.scores[-1]))
 
     # -- identity --------------------------------------------------------------------------------------
     def check_model(self, model_id: str, weight_hash: str, image_shape: tuple[int, ...]) -> None:

@@ -59,7 +59,7 @@ class InversionConfig:
     search_candidates: int = 16  # random latents scored (forward only) per restart kept, for init=search
     patience: int = 40  # stop an image once its best loss improved by < tolerance over this many steps
     rel_tol: float = 1e-2  # tolerance relative to the best loss at the start of the window
-    abs_tol: float = 1e-6  # plus this, in distance units (≈ the MSE floor of 8-bit quantisation, 1.3e-6)
+    abs_tol: float = 1e-7  # plus this, in distance units (a tenth of the 8-bit quantisation MSE, 1.3e-6)
     batch_size: int = 64  # images optimised at once (rows = batch_size × restarts): bounds memory
     distance: str = "mse"
     schedule: Literal["cosine", "constant"] = "cosine"
