@@ -137,3 +137,26 @@ def load_training_images(images: torch.Tensor | None) -> torch.Tensor:
     from .data import train_images
 
     return train_images()
+
+
+def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Write a module's state dict as safetensors (contiguous CPU tensors)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
+
+
+def load_weights(module: torch.nn.Module, path: str | os.PathLike,
+                 device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load safetensors weights into ``module``; returns it on ``device`` in eval mode."""
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(path)))
+    return module.to(device).eval()
+
+
+def gan_generator(module: torch.nn.Module, latent_dim: int, name: str, device: str | torch.device = "cpu"):
+    """A zoo GAN generator (z ~ N(0, I) in R^latent_dim → tanh image) as a verification Generator."""
+    from ..generators.torch_module import ModuleGenerator
+
+    return ModuleGenerator(module, (latent_dim,), id=f"zoo:{name}", output_range="tanh").to(device)

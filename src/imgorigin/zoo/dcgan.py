@@ -24,9 +24,12 @@ from .common import (
     Timer,
     count_parameters,
     default_log,
+    gan_generator,
     load_training_images,
+    load_weights,
     minibatches,
     resolve_device,
+    save_weights,
     seed_everything,
 )
 
@@ -122,7 +125,6 @@ def train(
     log: Log = default_log,
 ) -> dict:
     """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
-    from safetensors.torch import save_file
 
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
@@ -164,7 +166,7 @@ def train(
     root = Path(out_dir) / cfg.name
     root.mkdir(parents=True, exist_ok=True)
     g_ema.to("cpu")
-    save_file({k: v.contiguous() for k, v in g_ema.state_dict().items()}, str(root / "generator.safetensors"))
+    save_weights(g_ema, root / "generator.safetensors")
     return {
         "steps": steps,
         "epochs": steps * cfg.batch_size / data.shape[0],
@@ -180,15 +182,9 @@ def weight_files(cfg: DCGANConfig) -> list[str]:
 
 
 def load_module(cfg: DCGANConfig, weights_dir: Path, device: str | torch.device = "cpu") -> DCGANGenerator:
-    from safetensors.torch import load_file
-
-    g = DCGANGenerator(cfg.latent_dim, cfg.width)
-    g.load_state_dict(load_file(str(Path(weights_dir) / cfg.name / "generator.safetensors")))
-    return g.to(device).eval()
+    path = Path(weights_dir) / cfg.name / "generator.safetensors"
+    return load_weights(DCGANGenerator(cfg.latent_dim, cfg.width), path, device)
 
 
 def load(cfg: DCGANConfig, weights_dir: Path, device: str | torch.device = "cpu"):
-    from ..generators.torch_module import ModuleGenerator
-
-    g = load_module(cfg, weights_dir, device)
-    return ModuleGenerator(g, (cfg.latent_dim,), id=f"zoo:{cfg.name}", output_range="tanh").to(device)
+    return gan_generator(load_module(cfg, weights_dir, device), cfg.latent_dim, cfg.name, device)

@@ -21,8 +21,10 @@ from .common import (
     count_parameters,
     default_log,
     load_training_images,
+    load_weights,
     minibatches,
     resolve_device,
+    save_weights,
     seed_everything,
     warmup_cosine,
 )
@@ -105,7 +107,6 @@ def train(
     log: Log = default_log,
 ) -> dict:
     """Train the recipe; writes ``decoder.safetensors`` and ``encoder.safetensors`` under ``out_dir / NAME``."""
-    from safetensors.torch import save_file
 
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
@@ -136,8 +137,8 @@ def train(
     root.mkdir(parents=True, exist_ok=True)
     enc.to("cpu")
     dec.to("cpu")
-    save_file({k: v.contiguous() for k, v in dec.state_dict().items()}, str(root / "decoder.safetensors"))
-    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(root / "encoder.safetensors"))
+    save_weights(dec, root / "decoder.safetensors")
+    save_weights(enc, root / "encoder.safetensors")
     return {
         "steps": steps,
         "epochs": steps * cfg.batch_size / data.shape[0],
@@ -153,14 +154,9 @@ def weight_files(cfg: VAEConfig) -> list[str]:
 
 
 def load_modules(cfg: VAEConfig, weights_dir: Path, device: str | torch.device = "cpu"):
-    from safetensors.torch import load_file
-
     root = Path(weights_dir) / cfg.name
-    dec = VAEDecoder(cfg.latent_dim, cfg.width)
-    dec.load_state_dict(load_file(str(root / "decoder.safetensors")))
-    enc = VAEEncoder(cfg.latent_dim, cfg.width)
-    enc.load_state_dict(load_file(str(root / "encoder.safetensors")))
-    return dec.to(device).eval(), enc.to(device).eval()
+    return (load_weights(VAEDecoder(cfg.latent_dim, cfg.width), root / "decoder.safetensors", device),
+            load_weights(VAEEncoder(cfg.latent_dim, cfg.width), root / "encoder.safetensors", device))
 
 
 def load(cfg: VAEConfig, weights_dir: Path, device: str | torch.device = "cpu"):

@@ -22,9 +22,12 @@ from .common import (
     Timer,
     count_parameters,
     default_log,
+    gan_generator,
     load_training_images,
+    load_weights,
     minibatches,
     resolve_device,
+    save_weights,
     seed_everything,
 )
 from .dcgan import recalibrate_batchnorm
@@ -107,7 +110,6 @@ def train(
     log: Log = default_log,
 ) -> dict:
     """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
-    from safetensors.torch import save_file
 
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
@@ -148,7 +150,7 @@ def train(
     root = Path(out_dir) / cfg.name
     root.mkdir(parents=True, exist_ok=True)
     g_ema.to("cpu")
-    save_file({k: v.contiguous() for k, v in g_ema.state_dict().items()}, str(root / "generator.safetensors"))
+    save_weights(g_ema, root / "generator.safetensors")
     return {
         "steps": steps,
         "critic_steps": steps * cfg.n_critic,
@@ -165,15 +167,9 @@ def weight_files(cfg: WGANGPConfig) -> list[str]:
 
 
 def load_module(cfg: WGANGPConfig, weights_dir: Path, device: str | torch.device = "cpu") -> WGANGenerator:
-    from safetensors.torch import load_file
-
-    g = WGANGenerator(cfg.latent_dim, cfg.width)
-    g.load_state_dict(load_file(str(Path(weights_dir) / cfg.name / "generator.safetensors")))
-    return g.to(device).eval()
+    path = Path(weights_dir) / cfg.name / "generator.safetensors"
+    return load_weights(WGANGenerator(cfg.latent_dim, cfg.width), path, device)
 
 
 def load(cfg: WGANGPConfig, weights_dir: Path, device: str | torch.device = "cpu"):
-    from ..generators.torch_module import ModuleGenerator
-
-    g = load_module(cfg, weights_dir, device)
-    return ModuleGenerator(g, (cfg.latent_dim,), id=f"zoo:{cfg.name}", output_range="tanh").to(device)
+    return gan_generator(load_module(cfg, weights_dir, device), cfg.latent_dim, cfg.name, device)
