@@ -59,10 +59,14 @@ def tpr_at_fpr(members: np.ndarray, others: np.ndarray, fpr: float = 0.01) -> fl
     return float(true_pos[false_pos <= fpr].max())
 
 
-def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float) -> dict:
-    """AUROC, TPR@1%FPR and conformal-decision accuracy for members vs one non-member set."""
-    accept_m = np.array([conformal_p_value(s, cal) > alpha for s in members])
-    accept_o = np.array([conformal_p_value(s, cal) > alpha for s in others])
+def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float,
+                 floor: float = 0.0) -> dict:
+    """AUROC, TPR@1%FPR and conformal-decision accuracy for members vs one non-member set.
+
+    Decisions compare scores no finer than ``floor`` (the calibration's quantisation floor for raw MSE)."""
+    cal = np.maximum(cal, floor)
+    accept_m = np.array([conformal_p_value(max(s, floor), cal) > alpha for s in members])
+    accept_o = np.array([conformal_p_value(max(s, floor), cal) > alpha for s in others])
     labels = np.r_[np.ones(members.size), np.zeros(others.size)]
     return {
         "auroc": float(roc_auc_score(labels, -np.r_[members, others])),
@@ -168,12 +172,13 @@ def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real:
         members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), config)
         sets = {"real": invert_set(gen, real, config)}
         sets.update({name: invert_set(gen, imgs, config) for name, imgs in others.items() if name != model})
-        pairs = {name: {v: pair_metrics(np.sort(variant(cal, v)), variant(members, v), variant(s, v), alpha)
+        calibration = Calibration(model_id=model, weight_hash=gen.weight_hash(), image_shape=gen.image_shape,
+                                  inversion=config, scores=cal.scores)
+        pairs = {name: {v: pair_metrics(np.sort(variant(cal, v)), variant(members, v), variant(s, v), alpha,
+                                        calibration.floor if v == "raw" else 0.0)
                         for v in VARIANTS} for name, s in sets.items()}
         timed = [members, *sets.values()]
         seconds = sum(s.seconds * len(s.scores) for s in timed) / sum(len(s.scores) for s in timed)
-        calibration = Calibration(model_id=model, weight_hash=gen.weight_hash(), image_shape=gen.image_shape,
-                                  inversion=config, scores=cal.scores)
         histogram(out_dir / f"{model}.png", model, cal.scores, members.scores,
                   {k: v.scores for k, v in sets.items()}, calibration.threshold(alpha))
         results["models"][model] = {"pairs": pairs, "seconds_per_image": seconds,
