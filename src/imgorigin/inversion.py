@@ -39,10 +39,6 @@ LR_FLOOR = 0.05
 #: Levenberg–Marquardt: starting damping (relative to diag(JᵀJ)), its change on a rejected / accepted step,
 #: the damping beyond which an image counts as stuck, and the forward-difference step (× max(1, rms(z))).
 LM_DAMPING, LM_UP, LM_DOWN, LM_MAX_DAMPING, LM_FD_STEP = 1e-2, 4.0, 3.0, 1e4, 1e-3
-#: Broyden-updated Jacobians used between two measured ones (each measurement costs dim forward passes).
-LM_BROYDEN = 3
-#: Stop refining an image once its loss improved by < rel_tol (+ abs_tol) over this many iterations.
-LM_PATIENCE = 5
 #: Most Jacobian entries held at once (float32): bounds the refinement's memory (~128 MB).
 LM_JACOBIAN_BUDGET = 2**25
 
@@ -67,6 +63,8 @@ class InversionConfig:
     refine_steps: int = 60  # most Levenberg–Marquardt iterations after Adam (MSE only); 0: Adam only
     refine_after: int = 25  # Adam steps before the refinement takes over, when it applies
     refine_max_dim: int = 256  # refine only latents with at most this many values (Jacobian cost ∝ dim)
+    refine_patience: int = 5  # stop refining once the loss improved by < rel_tol (+ abs_tol) over this many
+    refine_broyden: int = 3  # Broyden-updated Jacobians between two measured ones (a measurement: dim forwards)
 
     def __post_init__(self) -> None:
         if self.rel_tol < 0 or self.abs_tol < 0 or self.patience < 1:
@@ -75,8 +73,10 @@ class InversionConfig:
             raise ValueError("prune_after must be >= 0")
         if self.steps < 1 or self.restarts < 1 or self.batch_size < 1 or self.search_candidates < 1:
             raise ValueError("steps, restarts, batch_size and search_candidates must be >= 1")
-        if self.refine_steps < 0 or self.refine_after < 1 or self.refine_max_dim < 1:
-            raise ValueError("refine_steps must be >= 0, refine_after and refine_max_dim >= 1")
+        if self.refine_steps < 0 or self.refine_after < 1 or self.refine_max_dim < 1 or self.refine_patience < 1:
+            raise ValueError("refine_steps must be >= 0; refine_after, refine_max_dim, refine_patience >= 1")
+        if self.refine_broyden < 0:
+            raise ValueError("refine_broyden must be >= 0")
         if self.init not in ("auto", "random", "search", "encoder"):
             raise ValueError(f"init must be auto, random, search or encoder, not {self.init!r}")
         if self.schedule not in ("cosine", "constant"):
@@ -372,7 +372,7 @@ class Inverter:
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Minimise mean((decode(z) − target)²) per row of flat latents ``z``; stop rows that stop improving.
 
-        Forward passes are the cost, so the Jacobian is measured afresh only every ``LM_BROYDEN + 1`` accepted
+        Forward passes are the cost, so the Jacobian is measured afresh only every ``refine_broyden + 1`` accepted
         steps and Broyden-updated in between (no forward pass); a step rejected on an updated Jacobian first
         re-measures it, and only a step rejected on a fresh one raises the damping.
         """
@@ -382,12 +382,12 @@ class Inverter:
         loss = residual.pow(2).mean(1)
         jac = torch.empty((n, residual.shape[1], z.shape[1]), dtype=z.dtype, device=z.device)
         damping = torch.full((n,), LM_DAMPING, dtype=torch.float64, device=z.device)
-        since_fresh = torch.full((n,), LM_BROYDEN + 1, dtype=torch.long, device=z.device)  # 0: fresh
+        since_fresh = torch.full((n,), cfg.refine_broyden + 1, dtype=torch.long, device=z.device)  # 0: fresh
         iters = torch.zeros(n, dtype=torch.long, device=z.device)
         anchor, stale = loss.clone(), torch.zeros(n, dtype=torch.long, device=z.device)
         running = torch.ones(n, dtype=torch.bool, device=z.device)
         for _ in range(cfg.refine_steps):
-            measure = torch.nonzero(running & (since_fresh > LM_BROYDEN)).flatten()
+            measure = torch.nonzero(running & (since_fresh > cfg.refine_broyden)).flatten()
             if measure.numel():
                 jac[measure] = self._jacobian(z[measure], residual[measure] + target[measure])
                 since_fresh[measure] = 0
@@ -411,13 +411,13 @@ class Inverter:
             fresh = since_fresh[rows] == 0
             damping[rows] = torch.where(accept, damping[rows] / LM_DOWN,
                                         torch.where(fresh, damping[rows] * LM_UP, damping[rows]))
-            since_fresh[rows] = torch.where(accept | fresh, since_fresh[rows] + 1, LM_BROYDEN + 1)
+            since_fresh[rows] = torch.where(accept | fresh, since_fresh[rows] + 1, cfg.refine_broyden + 1)
             iters[rows] += 1
             improved = loss[rows] < anchor[rows] * (1 - cfg.rel_tol) - cfg.abs_tol
             anchor[rows] = torch.where(improved, loss[rows], anchor[rows])
             counted = accept | fresh  # a rejection on a Broyden-updated Jacobian only triggers a measurement
             stale[rows] = torch.where(improved, 0, stale[rows] + counted.long())
-            running[rows] = (stale[rows] < LM_PATIENCE) & (damping[rows] <= LM_MAX_DAMPING)
+            running[rows] = (stale[rows] < cfg.refine_patience) & (damping[rows] <= LM_MAX_DAMPING)
             if not bool(running.any()):
                 break
         return z, loss, iters

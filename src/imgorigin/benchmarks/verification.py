@@ -147,11 +147,14 @@ def markdown(results: dict) -> str:
 
 
 def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real: int, n_other: int,
-        alpha: float, config: InversionConfig, reference_model: str | None, n_reference: int,
+        alpha: float, config: InversionConfig | None, reference_model: str | None, n_reference: int,
         device: str, log=print) -> dict:
-    """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model."""
+    """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model.
+
+    ``config`` None: each model's shipped inversion settings (those of its shipped calibration)."""
     from .. import zoo
     from ..zoo import data
+    from ..zoo.calibrations import inversion_config
 
     out_dir.mkdir(parents=True, exist_ok=True)
     real = data_real(data, n_real)
@@ -162,18 +165,19 @@ def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real:
         except FileNotFoundError as exc:  # weights not shipped in this checkout: say so, measure the rest
             log(f"skipping {name} as a non-member source: {exc}")
     results: dict = {"settings": {"n_cal": n_cal, "n_members": n_members, "n_real": int(len(real)),
-                                  "n_other": n_other, "alpha": alpha, "inversion": config.to_dict(),
+                                  "n_other": n_other, "alpha": alpha,
                                   "device": device, "torch_threads": torch.get_num_threads()},
                      "models": {}}
     for model in models:
         gen = zoo.load(model, device=device)
+        model_config = config or inversion_config(model)
         cal_images = quantize_8bit(gen.sample(n_cal, seed=CAL_SEED))
-        cal = invert_set(gen, cal_images, config)
-        members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), config)
-        sets = {"real": invert_set(gen, real, config)}
-        sets.update({name: invert_set(gen, imgs, config) for name, imgs in others.items() if name != model})
+        cal = invert_set(gen, cal_images, model_config)
+        members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), model_config)
+        sets = {"real": invert_set(gen, real, model_config)}
+        sets.update({name: invert_set(gen, imgs, model_config) for name, imgs in others.items() if name != model})
         calibration = Calibration(model_id=model, weight_hash=gen.weight_hash(), image_shape=gen.image_shape,
-                                  inversion=config, scores=cal.scores)
+                                  inversion=model_config, scores=cal.scores)
         pairs = {name: {v: pair_metrics(np.sort(variant(cal, v)), variant(members, v), variant(s, v), alpha,
                                         calibration.floor if v == "raw" else 0.0)
                         for v in VARIANTS} for name, s in sets.items()}
@@ -181,14 +185,15 @@ def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real:
         seconds = sum(s.seconds * len(s.scores) for s in timed) / sum(len(s.scores) for s in timed)
         histogram(out_dir / f"{model}.png", model, cal.scores, members.scores,
                   {k: v.scores for k, v in sets.items()}, calibration.threshold(alpha))
-        results["models"][model] = {"pairs": pairs, "seconds_per_image": seconds,
+        results["models"][model] = {"inversion": model_config.to_dict(), "pairs": pairs, "seconds_per_image": seconds,
                                     "median_member_score": float(np.median(members.scores)),
                                     "median_real_score": float(np.median(sets["real"].scores))}
         worst = min(p["raw"]["auroc"] for p in pairs.values())
         log(f"{model}: worst raw AUROC {worst:.4f}, {seconds:.3f} s/img")
     if reference_model:
+        reference_config = config or inversion_config(reference_model)
         results["reference_loop"] = compare_reference(zoo.load(reference_model, device=device), reference_model,
-                                                      real, n_reference, config, log)
+                                                      real, n_reference, reference_config, log)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out_dir / "results.md").write_text(markdown(results))
     return results

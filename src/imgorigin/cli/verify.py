@@ -234,7 +234,6 @@ def bench_verify(
     """Verification benchmark on the zoo: AUROC, TPR@1%FPR, accuracy at alpha and speed, per model pair."""
     from .. import zoo
     from ..benchmarks.verification import run
-    from ..inversion import InversionConfig
 
     names = [m for m in models.split(",") if m] or zoo.list_models()
     for name in names:
@@ -248,7 +247,7 @@ def bench_verify(
         n_real=n_real,
         n_other=n_other,
         alpha=alpha,
-        config=InversionConfig(),
+        config=None,
         reference_model=reference_model or None,
         n_reference=n_reference,
         device=resolve_device(device),
