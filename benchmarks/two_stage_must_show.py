@@ -1,0 +1,52 @@
+"""Data for the two-stage acceptance check: known sources, fresh test images and three unseen generators.
+
+Known (fitted and bound): real + dcgan, dcgan-twin, wgangp, vae, ldm. Unknown: the shipped ddpm (never
+fitted) and two generators trained here from the zoo recipes with other seeds and 1500 steps, so that no
+classifier or calibration has seen them: vae-seed11 and dcgan-seed7 (a third DCGAN sibling: the hard case).
+Usage: python benchmarks/two_stage_must_show.py WORKDIR
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from imgorigin import zoo
+from imgorigin.images import quantize_8bit, save_png
+from imgorigin.zoo import data, dcgan, vae
+
+KNOWN = ("dcgan", "dcgan-twin", "wgangp", "vae", "ldm")
+N_TRAIN, N_TRAIN_REAL, N_TEST = 60, 300, 40
+
+
+def write(images, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        save_png(image, folder / f"{i:03d}.png")
+
+
+def unseen_generators(work: Path) -> dict:
+    recipes = {"vae-seed11": (vae, vae.VAEConfig(), 11), "dcgan-seed7": (dcgan, dcgan.DCGANConfig(), 7)}
+    gens = {}
+    for name, (module, base, seed) in recipes.items():
+        cfg = dataclasses.replace(base, seed=seed, steps=1500)
+        weights = work / "unseen" / name
+        if not (weights / cfg.name).is_dir():
+            module.train(cfg, weights)
+        gens[name] = module.load(cfg, weights)
+    return gens
+
+
+def main(work: Path) -> None:
+    real = data.test_images()
+    write(real[2000:2000 + N_TRAIN_REAL], work / "train" / "real")
+    write(real[3000:3000 + N_TEST], work / "test" / "real")
+    for name in KNOWN:
+        write(quantize_8bit(zoo.sample(name, N_TRAIN, seed=4100)), work / "train" / name)
+        write(quantize_8bit(zoo.sample(name, N_TEST, seed=4200)), work / "test" / name)
+    write(quantize_8bit(zoo.sample("ddpm", N_TEST, seed=4300)), work / "unknown" / "ddpm")
+    for name, gen in unseen_generators(work).items():
+        write(quantize_8bit(gen.sample(N_TEST, seed=4400)), work / "unknown" / name)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
