@@ -63,6 +63,28 @@ def test_threshold_accepts_the_stated_fraction_of_validation_scores():
     assert abs(np.mean(fitted.score_samples(X_TEST) >= fitted.threshold_) - 0.95) < 0.04
 
 
+def test_class_p_values_by_hand():
+    x, y = blobs(10, seed=4)
+    clf = LinearProbe(Cs=FAST_CS, rejection="maxlogit").fit(x, y)
+    assert clf.validation_labels_.tolist() == np.unique(y, return_inverse=True)[1].tolist()
+    queries = X_TEST[[0, 150, 399]]  # most likely classes a, b, d
+    top, scores = clf.decision_function(queries).argmax(axis=1), clf.score_samples(queries)
+    for i in range(3):  # p = (1 + #{held-out scores of the image's class <= its score}) / (10 + 1)
+        held = clf.validation_scores_[clf.validation_labels_ == top[i]]
+        assert clf.class_p_values(queries)[i] == (1 + np.sum(held <= scores[i])) / 11
+    # a per-class threshold: about the stated fraction of fresh images of every class is accepted
+    x50, y50 = blobs(50, seed=5)
+    p = LinearProbe(Cs=FAST_CS, rejection="maxlogit").fit(x50, y50).class_p_values(X_TEST)
+    for c in "abcd":
+        assert abs(np.mean(p[np.char.equal(Y_TEST, c)] > 0.05) - 0.95) <= 0.06, c
+    assert (clf.class_p_values(X_UNKNOWN) < clf.class_p_values(X_TEST).mean()).mean() > 0.8
+    clf.validation_labels_ = None  # saved by an older version: all classes' scores, the global threshold
+    pooled = clf.class_p_values(queries)
+    assert pooled[0] == (1 + np.sum(clf.validation_scores_ <= scores[0])) / 41
+    clf.validation_scores_ = None
+    assert clf.class_p_values(queries).tolist() == [1.0, 1.0, 1.0]
+
+
 def test_all_rejection_scores_rank_knowns_above_unknowns():
     x, y = blobs(20, seed=6)
     for rejection in REJECTIONS:
@@ -126,6 +148,7 @@ def test_save_and_load_round_trip(make, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X_TEST), clf.predict_proba(X_TEST))
     np.testing.assert_array_equal(loaded.score_samples(X_UNKNOWN), clf.score_samples(X_UNKNOWN))
     np.testing.assert_array_equal(loaded.predict(X_UNKNOWN), clf.predict(X_UNKNOWN))
+    np.testing.assert_array_equal(loaded.class_p_values(X_UNKNOWN), clf.class_p_values(X_UNKNOWN))
     loaded.set_accept_rate(0.8)  # the validation scores travel with the classifier
     assert loaded.threshold_ >= clf.threshold_
 

@@ -22,8 +22,10 @@ is set (every image is accepted until one is given), and ``selection_`` / ``thre
 
 The threshold accepts ``accept_rate`` of known images: it is a quantile of out-of-fold scores of the
 known images (stratified k-fold with the chosen hyper-parameter), kept so that ``set_accept_rate`` can
-move it later. The final model is then refitted on all known images. ``save`` writes JSON +
-safetensors, never pickle.
+move it later. The same out-of-fold scores, grouped by class, give ``class_p_values``: a class-conditional
+(Mondrian) conformal p-value of each image under its most likely class, which two-stage attribution uses
+to accept a class without a model. The final model is then refitted on all known images. ``save`` writes
+JSON + safetensors, never pickle.
 """
 
 from __future__ import annotations
@@ -258,12 +260,13 @@ class OpenSetClassifier(ABC):
             if np.bincount(y_idx).min() >= 2:
                 self._select(x, y_idx, n_classes, unknown)
                 self.validation_scores_ = self._out_of_fold_scores(x, y_idx, n_classes)
+                self.validation_labels_ = y_idx.astype(np.int64)
             else:
                 self.param_ = self._fixed_param()
                 self.selection_ = (f"fixed {self._param_name}={self.param_:g}: a class has a single image, "
                                    "so there is no validation split")
                 self.validation_ = []
-                self.validation_scores_ = None
+                self.validation_scores_ = self.validation_labels_ = None
             self.state_ = self._fit_state(x, y_idx, n_classes, self.param_)
         if self.validation_scores_ is None:
             self.threshold_ = -math.inf
@@ -299,6 +302,29 @@ class OpenSetClassifier(ABC):
         """Rejection score per image (higher = more likely a known source)."""
         return self._scores(self.state_, np.asarray(X, dtype=np.float64))[1]
 
+    def class_p_values(self, X: np.ndarray) -> np.ndarray:
+        """Conformal p-value of each image under its most likely class, from that class's held-out scores.
+
+        p = (1 + #{out-of-fold scores of the class's known images <= s}) / (n_class + 1): how typical the
+        image's rejection score is of the class it is assigned to. Accepting p > 1 - accept_rate accepts about
+        accept_rate of each class's images (a per-class threshold), where the global threshold lets an
+        atypical class (e.g. diverse real photos) be rejected more often than the others. Classifiers saved
+        without per-class scores fall back to all classes' scores; without held-out scores p is 1.
+        """
+        x = np.asarray(X, dtype=np.float64)
+        logits, scores = self._scores(self.state_, x)
+        top = logits.argmax(axis=1)
+        p = np.ones(len(x))
+        if self.validation_scores_ is None:
+            return p
+        for c in np.unique(top):
+            held = self.validation_scores_
+            if self.validation_labels_ is not None:
+                held = held[self.validation_labels_ == c]
+            rows = top == c
+            p[rows] = (1 + (held[None, :] <= scores[rows, None]).sum(axis=1)) / (len(held) + 1)
+        return p
+
     def predict_closed_set(self, X: np.ndarray) -> np.ndarray:
         """The most likely known class of each image, never "unknown"."""
         return self.classes_[self.decision_function(X).argmax(axis=1)]
@@ -326,6 +352,7 @@ class OpenSetClassifier(ABC):
         arrays |= {f"rejection.{k}": v for k, v in self.state_[1].items()}
         if self.validation_scores_ is not None:
             arrays["validation_scores"] = self.validation_scores_
+            arrays["validation_labels"] = self.validation_labels_
         save_file(arrays, str(folder / "weights.safetensors"))
         info = {
             "format": FORMAT, "kind": self.kind, "params": self.get_params(), "classes": self.classes_.tolist(),
@@ -423,6 +450,7 @@ def load_classifier(path: str | os.PathLike[str]) -> OpenSetClassifier:
     classifier.state_ = (model, rejection)
     classifier.classes_ = np.array(info["classes"])
     classifier.validation_scores_ = arrays.get("validation_scores")
+    classifier.validation_labels_ = arrays.get("validation_labels")
     classifier.threshold_ = -math.inf if info["threshold"] is None else info["threshold"]
     classifier.accept_rate = info["accept_rate"]
     classifier.threshold_source_ = info["threshold_source"]

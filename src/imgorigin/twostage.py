@@ -8,9 +8,14 @@ otherwise the answer is ``unknown``, or ``inconclusive`` when the evidence confl
 
 Rules, recorded in each record's ``rule``:
   ``verification``  a bound candidate's verification accepts (conformal p > α);
-  ``features``      no bound candidate accepts and the features name a feature-only class above threshold;
+  ``features``      no bound candidate accepts, the features' most likely class is feature-only, and the
+                    image's rejection score is typical of that class (class-conditional conformal p-value
+                    above 1 - the classifier's accept rate, so each such class keeps its stated accept rate);
   ``rejected``      neither: ``unknown``;
   ``conflict``      a candidate is typical of both the model and of reference real images: ``inconclusive``.
+``known_score`` orders images by the evidence that some known class made them: 2 + p for a verified image,
+1 + p for a feature-only acceptance, and otherwise the largest p-value any class got (verification or
+features), so that near-misses rank above images no known class explains.
 Where features are confident in a bound class that verification rejects, the answer stays ``unknown`` (an
 unseen generator that resembles a known one is the usual cause) with the reason code
 ``features_confident_verification_rejects``.
@@ -125,6 +130,7 @@ class TwoStageAttributor:
         probabilities = clf.predict_proba(features)
         feature_labels = clf.predict(features)
         feature_scores = clf.score_samples(features)
+        feature_p = clf.class_p_values(features)
         candidates = self.candidates(probabilities)
         evidence: list[dict[str, dict]] = [{} for _ in paths]
         accepted: list[str | None] = [None] * len(paths)
@@ -146,14 +152,16 @@ class TwoStageAttributor:
                     if result["verdict"] == "member":
                         accepted[i] = label
         return [self._record(paths[i], probabilities[i], str(feature_labels[i]), float(feature_scores[i]),
-                             candidates[i], evidence[i], accepted[i]) for i in range(len(paths))]
+                             float(feature_p[i]), candidates[i], evidence[i], accepted[i])
+                for i in range(len(paths))]
 
-    def _record(self, path: str, probs: np.ndarray, feature_label: str, feature_score: float,
+    def _record(self, path: str, probs: np.ndarray, feature_label: str, feature_score: float, feature_p: float,
                 candidates: list[str], evidence: dict[str, dict], accepted: str | None) -> dict:
         clf = self.classifier
         reasons: list[str] = []
         confidence = float(probs.max())
         top = str(clf.classes_[int(probs.argmax())])
+        feature_only = top not in self.bindings
         if accepted is not None:
             label, rule = accepted, "verification"
             known_score = 2 + evidence[accepted]["p_value"]
@@ -163,12 +171,12 @@ class TwoStageAttributor:
             label, rule = INCONCLUSIVE, "conflict"
             reasons.append("overlaps_real_reference")
             known_score = max(e["p_value"] for e in evidence.values())
-        elif feature_label != UNKNOWN and feature_label not in self.bindings:
-            label, rule = feature_label, "features"
-            known_score = 1 + confidence
+        elif feature_only and feature_p > 1 - clf.accept_rate:
+            label, rule = top, "features"
+            known_score = 1 + feature_p
         else:
             label, rule = UNKNOWN, "rejected"
-            known_score = max((e["p_value"] for e in evidence.values()), default=0.0)
+            known_score = max([e["p_value"] for e in evidence.values()] + [feature_p if feature_only else 0.0])
             if top in self.bindings and confidence >= STRONG_FEATURES and top in evidence:
                 reasons.append("features_confident_verification_rejects")
         missing = [c for c in candidates if c not in evidence and accepted is None]
@@ -178,7 +186,7 @@ class TwoStageAttributor:
             "path": path, "label": label, "known": label not in REJECTED, "rule": rule,
             "known_score": known_score, "reasons": reasons, "alpha": self.alpha,
             "features": {"label": feature_label, "best_known": top, "confidence": confidence,
-                         "rejection_score": feature_score, "threshold": clf.threshold_,
+                         "rejection_score": feature_score, "threshold": clf.threshold_, "p_value": feature_p,
                          "scores": dict(zip(clf.classes_.tolist(), probs.tolist(), strict=True))},
             "candidates": candidates,
             "verification": {label_: {**e, "model": self.bindings[label_].model} for label_, e in evidence.items()},

@@ -37,7 +37,9 @@ BackboneOverrideOpt = Annotated[str | None, typer.Option(
     "--backbone", help="Load the classifier's backbone from here instead (e.g. clip:NEW_DIR after moving "
     "the model); its weights must be the ones the classifier was fitted on.")]
 ThresholdOpt = Annotated[float | None, typer.Option(
-    help="Rejection threshold to use instead of the classifier's own (scores below it are 'unknown').")]
+    help="Rejection threshold to use instead of the classifier's own (scores below it are 'unknown'). "
+    "Features-only mode; with --confirm a class without a model is accepted by its own held-out scores "
+    "(class-conditional p-value above 1 - the classifier's accept rate).")]
 ConfirmOpt = Annotated[bool, typer.Option(
     "--confirm", help="Two-stage: verify each image against the models bound to its most likely classes "
     "(CLF/bindings.json); a bound class is answered only when verification accepts the image.")]
