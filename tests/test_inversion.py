@@ -102,7 +102,8 @@ def test_shape_mismatch_is_a_clear_error(generator):
         invert(generator, torch.rand(2, 3, 16, 16), FAST)
 
 
-@pytest.mark.parametrize("bad", [{"steps": 0}, {"init": "magic"}, {"distance": "nope"}, {"patience": 0}])
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"init": "magic"}, {"distance": "nope"}, {"patience": 0},
+                                 {"retries": -1}, {"retry_above": -1.0}])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         InversionConfig(**bad)
@@ -171,3 +172,23 @@ def test_refinement_only_applies_to_mse_on_small_latents(generator, kind):
     cfg = InversionConfig(distance="l1") if kind == "l1" else InversionConfig(refine_max_dim=4)
     inverter = Inverter(generator, cfg)
     assert not inverter.refines and inverter.adam_steps == cfg.steps
+
+
+def test_retries_give_failed_images_fresh_starts_and_keep_the_best(generator):
+    members = quantize_8bit(generator.sample(6, seed=14))
+    images = torch.cat([members, real_like(4, seed=15)])
+    weak = InversionConfig(steps=8, restarts=1, patience=1000, refine_steps=0, init="random")  # fails often
+    once = invert(generator, images, weak)
+    threshold = float(np.median(once.scores))
+    retried = Inverter(generator, InversionConfig(**{**weak.to_dict(), "retries": 3, "retry_above": threshold}))
+    seen = []
+    again = retried(images, callback=lambda i, s, k: seen.append((i, s, k)), return_latents=True)
+    assert sorted(i for i, _, _ in seen) == list(range(10))  # one callback per image, after its last attempt
+    passed = once.scores <= threshold
+    np.testing.assert_array_equal(again.scores[passed], once.scores[passed])  # passed at once: one attempt
+    np.testing.assert_array_equal(again.steps[passed], once.steps[passed])
+    assert np.all(again.scores <= once.scores) and np.all(again.steps[~passed] > once.steps[~passed])
+    assert np.any(again.scores[~passed] < once.scores[~passed])  # fresh starts found better latents
+    np.testing.assert_array_equal(again.steps[~passed & (again.scores > threshold)], 4 * 8)  # 1 + 3 attempts
+    with torch.no_grad():  # the returned latent is the best attempt's
+        np.testing.assert_allclose(mse(generator.decode(again.latents), images).numpy(), again.scores, rtol=1e-4)

@@ -13,6 +13,10 @@ the zoo DCGAN still sat at MSE ~1e-3 after 200 steps). So for the MSE distance a
 Levenberg–Marquardt (Gauss–Newton with adaptive damping) on the residual, with a forward-difference Jacobian
 that needs only forward passes, so any model the engine can decode (TorchScript included) qualifies. A
 member then reaches the 8-bit quantisation floor (~1e-6) in about ten iterations; a non-member cannot.
+
+Some members still end in a wrong basin. With ``retries`` > 0, an image whose best distance stays above
+``retry_above`` goes back to the queue for another whole attempt from fresh starts (seeded by its key and the
+attempt number); its score is the best over all attempts.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class InversionConfig:
     refine_max_dim: int = 256  # refine only latents with at most this many values (Jacobian cost ∝ dim)
     refine_patience: int = 5  # stop refining once the loss improved by < rel_tol (+ abs_tol) over this many
     refine_broyden: int = 3  # Broyden-updated Jacobians between two measured ones (a measurement: dim forwards)
+    retries: int = 0  # more whole attempts (fresh random starts) for an image whose best stays above retry_above
+    retry_above: float = 1e-5  # distance above which an attempt counts as failed (MSE: ~8x the 8-bit floor)
 
     def __post_init__(self) -> None:
         if self.rel_tol < 0 or self.abs_tol < 0 or self.patience < 1:
@@ -75,8 +81,8 @@ class InversionConfig:
             raise ValueError("steps, restarts, batch_size and search_candidates must be >= 1")
         if self.refine_steps < 0 or self.refine_after < 1 or self.refine_max_dim < 1 or self.refine_patience < 1:
             raise ValueError("refine_steps must be >= 0; refine_after, refine_max_dim, refine_patience >= 1")
-        if self.refine_broyden < 0:
-            raise ValueError("refine_broyden must be >= 0")
+        if self.refine_broyden < 0 or self.retries < 0 or self.retry_above < 0:
+            raise ValueError("refine_broyden, retries and retry_above must be >= 0")
         if self.init not in ("auto", "random", "search", "encoder"):
             raise ValueError(f"init must be auto, random, search or encoder, not {self.init!r}")
         if self.schedule not in ("cosine", "constant"):
@@ -219,8 +225,9 @@ class Inverter:
                              f"{gen.image_shape}; load them with the model's channels and size")
         n = images.shape[0]
         keys = list(keys) if keys is not None else [image_key(img) for img in images]
-        scores = np.full(n, np.nan)
+        scores = np.full(n, np.inf)
         steps = np.zeros(n, dtype=np.int64)
+        attempts = np.zeros(n, dtype=np.int64)  # attempts made; each draws fresh starts (see _admit)
         latents = torch.empty((n, *gen.latent_shape)) if return_latents else None
         active = _Active(gen.latent_shape, gen.image_shape, gen.device, return_latents or self.refines)
         queue = deque(range(n))
@@ -229,16 +236,22 @@ class Inverter:
         from tqdm.auto import tqdm
 
         def finish(i: int, score: float, used: int, z: torch.Tensor | None) -> None:
-            scores[i], steps[i] = score, used
-            if latents is not None:
-                latents[i] = z.cpu()
+            steps[i] += used
+            attempts[i] += 1
+            if score < scores[i]:
+                scores[i] = score
+                if latents is not None:
+                    latents[i] = z.cpu()
+            if scores[i] > self.config.retry_above and attempts[i] <= self.config.retries:
+                queue.append(i)  # a failed attempt: try again from fresh starts, keep the best
+                return
             if callback is not None:
-                callback(i, score, used)
+                callback(i, float(scores[i]), int(steps[i]))
             bar.update(1)
 
         with tqdm(total=n, desc=f"inverting ({gen.id})", unit="img", disable=not progress, leave=False) as bar:
-            self._admit(active, queue, images, keys)
-            while active.n_images or pending:
+            while queue or active.n_images or pending:
+                self._admit(active, queue, images, keys, attempts)
                 if active.n_images:
                     done, keep_rows = self._step(active)
                     if bool(done.any()) or not bool(keep_rows.all()):
@@ -249,7 +262,7 @@ class Inverter:
                             else:
                                 finish(i, float(active.best[s]), int(active.t[s]), z)
                         active.keep(~done, keep_rows)
-                        self._admit(active, queue, images, keys)
+                        self._admit(active, queue, images, keys, attempts)
                 if pending and (len(pending) >= self.config.batch_size or not active.n_images):
                     for (i, _, _, _, used), (z, score, iters) in zip(pending, self._refine(pending), strict=True):
                         finish(i, score, used + iters, z)
@@ -257,15 +270,20 @@ class Inverter:
         return InversionResult(scores, steps, time.perf_counter() - start, latents)
 
     # -- internals -------------------------------------------------------------------------------------
-    def _admit(self, active: _Active, queue: deque, images: torch.Tensor, keys: list[str]) -> None:
-        """Give free rows (``batch_size × restarts`` in all) to queued images, freshly initialised."""
+    def _admit(self, active: _Active, queue: deque, images: torch.Tensor, keys: list[str],
+               attempts: np.ndarray) -> None:
+        """Give free rows (``batch_size × restarts`` in all) to queued images, freshly initialised.
+
+        A retried image's starts are seeded by its key and attempt number, so every attempt draws new ones.
+        """
         r = self.config.restarts
         free = min((self.config.batch_size * r - active.n_rows) // r, len(queue))
         if free <= 0:
             return
         index = torch.tensor([queue.popleft() for _ in range(free)], dtype=torch.long)
         target = images[index].to(self.generator.device, torch.float32)
-        z = self._initial_latents(target, [keys[i] for i in index.tolist()])
+        z = self._initial_latents(target, [keys[i] if attempts[i] == 0 else f"{keys[i]}:attempt{attempts[i]}"
+                                           for i in index.tolist()])
         active.add(index, z, target, r)
 
     @torch.no_grad()
