@@ -129,6 +129,9 @@ def test_evaluate_two_stage_and_features_on_the_same_data(world, tmp_path):
     rules = two["two_stage"]["rules"]
     assert sum(rules.values()) == 4 * N_TEST and rules["rejected"] >= N_TEST and rules["verification"] >= 2 * N_TEST - 4
     assert two["two_stage"]["bound"] == {"a": str(world / "a.pt"), "b": str(world / "b.pt")}
+    # an image no model accepts was verified against both bound models; an accepted one against one or two
+    unaccepted = sum(rules.values()) - rules["verification"]
+    assert 2 * unaccepted + rules["verification"] <= two["two_stage"]["verifications"] <= 2 * 4 * N_TEST
     # the features take the unseen generator for a known one; verification rejects all of it
     assert one["unknown_rejected"] <= 1 / N_TEST and two["unknown_rejected"] == 1.0
     assert two["per_unknown_source"]["c"] == {"n": N_TEST, "rejected": 1.0, "most_often_taken_for": None}

@@ -109,3 +109,15 @@ def test_bindings_round_trip_and_errors(world, tmp_path):
     with pytest.raises(ValueError, match="give its calibration"):
         Binding.parse("a=model.pt").calibration_path()
     assert load_bindings(tmp_path) == {}
+
+
+def test_candidates_ruled_out_by_features_are_skipped(world):
+    root, clf, _ = world
+    bindings = {"a": Binding("a", str(root / "a.pt"), str(root / "a.cal.json"))}
+    probabilities = np.array([[0.6, 0.4], [0.002, 0.998], [0.0005, 0.9995]])  # columns: a, real
+    assert TwoStageAttributor(clf, bindings).candidates(probabilities) == [["a"], ["a"], ["a"]]
+    floor = TwoStageAttributor(clf, bindings, min_probability=0.001)
+    assert floor.candidates(probabilities) == [["a"], ["a"], []]
+    assert TwoStageAttributor(clf, bindings, top_k=1).candidates(probabilities) == [["a"], [], []]
+    with pytest.raises(ValueError, match="min_probability"):
+        TwoStageAttributor(clf, bindings, min_probability=1.0)

@@ -98,11 +98,15 @@ class TwoStageAttributor:
     """An open-set classifier whose bound classes are confirmed by verification against their models."""
 
     def __init__(self, classifier: OpenSetClassifier, bindings: dict[str, Binding], *, alpha: float = 0.05,
-                 top_k: int | None = None, device: str = "cpu", cache_dir: str | Path | None = None) -> None:
+                 top_k: int | None = None, min_probability: float = 0.0, device: str = "cpu",
+                 cache_dir: str | Path | None = None) -> None:
         if not bindings:
             raise ValueError("two-stage attribution needs at least one class bound to a model (--bind LABEL=MODEL)")
         self.classifier, self.bindings, self.alpha = classifier, bindings, alpha
-        self.top_k, self.device, self.cache_dir = top_k, device, cache_dir
+        if not 0 <= min_probability < 1:
+            raise ValueError(f"min_probability must be in [0, 1), got {min_probability}")
+        self.top_k, self.min_probability = top_k, min_probability
+        self.device, self.cache_dir = device, cache_dir
         self._verifiers: dict[str, Verifier] = {}
 
     def verifier(self, label: str) -> Verifier:
@@ -117,12 +121,14 @@ class TwoStageAttributor:
         return self._verifiers[label]
 
     def candidates(self, probabilities: np.ndarray) -> list[list[str]]:
-        """Per image, the bound classes to verify, most probable first (the top-K classes by features)."""
+        """Per image, the bound classes to verify, most probable first: the top-K classes by features, less
+        those the features rule out (probability below ``min_probability``)."""
         classes = self.classifier.classes_
         ranked = np.argsort(-probabilities, axis=1)
         if self.top_k is not None:
             ranked = ranked[:, : self.top_k]
-        return [[str(classes[j]) for j in row if str(classes[j]) in self.bindings] for row in ranked]
+        return [[str(classes[j]) for j in row if str(classes[j]) in self.bindings and p[j] >= self.min_probability]
+                for row, p in zip(ranked, probabilities, strict=True)]
 
     def attribute(self, features: np.ndarray, paths: Sequence[str], progress: bool = False) -> list[dict]:
         """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images."""

@@ -46,6 +46,9 @@ ConfirmOpt = Annotated[bool, typer.Option(
 TopKOpt = Annotated[int | None, typer.Option(
     "--top-k", min=1, help="With --confirm: verify only the K most likely classes by features (default: "
     "every bound class, most likely first, until one accepts).")]
+MinProbabilityOpt = Annotated[float, typer.Option(
+    "--min-probability", min=0.0, max=0.999, help="With --confirm: skip bound classes whose feature probability "
+    "is below this (the features rule them out), to save inversions; 0 verifies every candidate.")]
 AlphaOpt = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="With --confirm: level of verification (a bound class accepts an image when its "
     "conformal p-value > alpha).")]
@@ -196,6 +199,7 @@ def attribute(
     threshold: ThresholdOpt = None,
     confirm: ConfirmOpt = False,
     top_k: TopKOpt = None,
+    min_probability: MinProbabilityOpt = 0.0,
     alpha: AlphaOpt = 0.05,
     backbone: BackboneOverrideOpt = None,
     batch_size: BatchOpt = 64,
@@ -215,7 +219,8 @@ def attribute(
     from ..records import RecordWriter
 
     model = _load_classifier(classifier_dir, threshold)
-    two_stage = _two_stage(classifier_dir, model, alpha, top_k, device, cache_dir) if confirm else None
+    two_stage = (_two_stage(classifier_dir, model, alpha, top_k, min_probability, device, cache_dir) if confirm
+                 else None)
     meta = model.metadata
     extractor = _backbone(backbone or meta["backbone"], device, meta["backbone_id"])
     try:
@@ -236,8 +241,8 @@ def attribute(
     raise typer.Exit(1 if writer.errors else 0)
 
 
-def _two_stage(classifier_dir: Path, model: OpenSetClassifier, alpha: float, top_k: int | None, device: str,
-               cache_dir: Path | None) -> TwoStageAttributor:
+def _two_stage(classifier_dir: Path, model: OpenSetClassifier, alpha: float, top_k: int | None,
+               min_probability: float, device: str, cache_dir: Path | None) -> TwoStageAttributor:
     """The classifier with the bindings stored beside it, or a clean exit when none is bound."""
     from ..twostage import load_bindings
 
@@ -248,17 +253,18 @@ def _two_stage(classifier_dir: Path, model: OpenSetClassifier, alpha: float, top
     if not bindings:
         fail(f"--confirm: no class of {classifier_dir} is bound to a model; bind some with `imgorigin bind "
              f"{classifier_dir} LABEL=MODEL[@CAL]` or `imgorigin fit --bind`")
-    return _attributor(model, bindings, alpha, top_k, device, cache_dir)
+    return _attributor(model, bindings, alpha, top_k, min_probability, device, cache_dir)
 
 
 def _attributor(model: OpenSetClassifier, bindings: dict[str, Binding], alpha: float, top_k: int | None,
-                device: str, cache_dir: Path | None) -> TwoStageAttributor:
+                min_probability: float, device: str, cache_dir: Path | None) -> TwoStageAttributor:
     """A two-stage attributor with every bound model and calibration loaded now, not halfway through a run."""
     from ..twostage import TwoStageAttributor
     from ..verification import default_cache_dir
 
     try:
-        attributor = TwoStageAttributor(model, bindings, alpha=alpha, top_k=top_k, device=resolve_device(device),
+        attributor = TwoStageAttributor(model, bindings, alpha=alpha, top_k=top_k, min_probability=min_probability,
+                                        device=resolve_device(device),
                                         cache_dir=cache_dir or default_cache_dir())
         for label in bindings:
             attributor.verifier(label)
@@ -321,6 +327,7 @@ def evaluate(
     threshold: ThresholdOpt = None,
     confirm: ConfirmOpt = False,
     top_k: TopKOpt = None,
+    min_probability: MinProbabilityOpt = 0.0,
     alpha: AlphaOpt = 0.05,
     backbone: BackboneOverrideOpt = None,
     batch_size: BatchOpt = 64,
@@ -333,12 +340,13 @@ def evaluate(
     table, the open-set confusion matrix (rows: true class or 'unknown'), the mode and the images per second
     of each mode measured (wall time of this run: cached features or scores count as computed). With
     --confirm the labels and known-scores are the two-stage ones ('unknown' and 'inconclusive' both count as
-    rejected), and the records per rule are counted.
+    rejected), the records per rule are counted, and so are the verifications run (image × candidate model).
     """
     from ..images import ImageError, find_images
 
     model = _load_classifier(classifier_dir, threshold)
-    two_stage = _two_stage(classifier_dir, model, alpha, top_k, device, cache_dir) if confirm else None
+    two_stage = (_two_stage(classifier_dir, model, alpha, top_k, min_probability, device, cache_dir) if confirm
+                 else None)
     meta = model.metadata
     classes = _class_folders(known)
     strangers = sorted(set(classes) - set(model.classes_))
@@ -377,9 +385,10 @@ def evaluate(
     metrics["mode"] = "features" if two_stage is None else "two-stage"
     metrics["images_per_second"] = images_per_second
     if two_stage is not None:
-        metrics["two_stage"] = {"alpha": alpha, "top_k": top_k,
+        metrics["two_stage"] = {"alpha": alpha, "top_k": top_k, "min_probability": min_probability,
                                 "bound": {label: b.model for label, b in sorted(two_stage.bindings.items())},
-                                "rules": dict(sorted(Counter(r["rule"] for r in records).items()))}
+                                "rules": dict(sorted(Counter(r["rule"] for r in records).items())),
+                                "verifications": sum(len(r["verification"]) for r in records)}
     metrics["errors"] = [{"path": p, "error": m} for p, m in [*known_set.errors, *unknown_set.errors]]
     metrics["classifier"] = {"path": str(classifier_dir), "kind": model.kind, "rejection": model.rejection,
                              "backbone": meta["backbone_id"], "layer": meta["layer"],
@@ -581,6 +590,7 @@ def bench_attribute(
         "--bind", metavar="LABEL=MODEL[@CAL]", help=f"With --confirm: {BIND_HELP} LABEL is a source folder; "
         "in the splits where it is unknown its binding is unused.")] = None,
     top_k: TopKOpt = None,
+    min_probability: MinProbabilityOpt = 0.0,
     alpha: AlphaOpt = 0.05,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
@@ -628,7 +638,8 @@ def bench_attribute(
         if confirm:  # first, so that a model that cannot be loaded stops the run before the sweep
             two_stage_rows += _bench_two_stage(
                 embedded.features[setting[0]], embedded.paths, source_of, index, unknown, setting,
-                lambda model: _attributor(model, bindings, alpha, top_k, device, cache_dir), test_fraction, seed)
+                lambda model: _attributor(model, bindings, alpha, top_k, min_probability, device, cache_dir),
+                test_fraction, seed)
         rows += _bench_split(embedded.features, source_of, index, unknown, shot_list, kinds, scores,
                              test_fraction, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -640,7 +651,8 @@ def bench_attribute(
     table = _markdown(rows)
     if confirm:
         results["two_stage_rows"] = two_stage_rows
-        config["two_stage"] = {"alpha": alpha, "top_k": top_k, "bound": {k: b.model for k, b in bindings.items()}}
+        config["two_stage"] = {"alpha": alpha, "top_k": top_k, "min_probability": min_probability,
+                               "bound": {k: b.model for k, b in bindings.items()}}
         table += "\n" + _markdown(two_stage_rows, ("mode", "layer", "classifier", "rejection", "shots"), timed=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(f"Backbone {extractor.id}, {len(split_list)} splits of {data_root}; "
