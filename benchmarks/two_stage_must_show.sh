@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two-stage acceptance check: fit on real + five zoo generators, all five bound to their zoo models, then
-# `evaluate` on fresh samples, real test images and three unseen generators, without and with --confirm.
+# `evaluate` on fresh samples, real test images and three unseen generators, without and with --confirm
+# (and with --confirm --min-probability 0.01).
 # Usage: benchmarks/two_stage_must_show.sh [WORKDIR]   (default: runs/two-stage-must-show)
 set -euo pipefail
 work=${1:-runs/two-stage-must-show}
@@ -13,3 +14,6 @@ imgorigin evaluate "$work/clf" --known "$work/test" --unknown "${unknown[@]}" --
   --output "$work/features.json" --report "$work/report-features"
 imgorigin evaluate "$work/clf" --known "$work/test" --unknown "${unknown[@]}" --cache-dir "$work/cache" \
   --confirm --output "$work/two-stage.json" --report "$work/report-two-stage"
+# the same with the candidates the features rule out skipped (verification scores cached by the run above)
+imgorigin evaluate "$work/clf" --known "$work/test" --unknown "${unknown[@]}" --cache-dir "$work/cache" \
+  --confirm --min-probability 0.01 --output "$work/two-stage-min-probability.json"
