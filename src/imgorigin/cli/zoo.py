@@ -82,13 +82,13 @@ def calibrate_zoo(
     """Rebuild the shipped calibration files (each model's shipped inversion settings, fixed seed)."""
     from .. import zoo
     from ..verification import calibrate
-    from ..zoo.calibrations import SHIPPED_SAMPLES, SHIPPED_SEED, calibration_dir, inversion_config
+    from ..zoo.calibrations import SHIPPED_SEED, calibration_dir, inversion_config, shipped_samples
 
     target = out or calibration_dir()
     for name in names or zoo.list_models():
         _check(name)
         generator = zoo.load(name, device=resolve_device(device))
-        calibration = calibrate(generator, SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED,
+        calibration = calibrate(generator, shipped_samples(name), config=inversion_config(name), seed=SHIPPED_SEED,
                                 progress=progress_enabled())
         path = calibration.save(target / f"{name}.json")
         typer.echo(f"{name}: {calibration.scores.size} scores -> {path}", err=True)
