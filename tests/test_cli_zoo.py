@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from imgorigin import zoo
+from imgorigin.calibration import Calibration
 from imgorigin.cli import app
 from imgorigin.images import load_image, quantize_8bit
-from imgorigin.zoo.calibrations import calibration_path
+from imgorigin.zoo.calibrations import calibration_dir, calibration_path, inversion_config, shipped_samples
 
 runner = CliRunner()
 
@@ -21,6 +22,15 @@ def test_zoo_list_names_every_model():
     assert result.exit_code == 0
     for name in ("dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm"):
         assert name in result.output
+
+
+@pytest.mark.parametrize("path", sorted(calibration_dir().glob("*.json")), ids=lambda p: p.stem)
+def test_shipped_calibrations_match_their_models_settings_and_sample_counts(path):
+    calibration = Calibration.load(path)
+    generator = zoo.load(path.stem)
+    calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)  # raises when stale
+    assert calibration.inversion == inversion_config(path.stem)
+    assert calibration.scores.size == shipped_samples(path.stem)
 
 
 def test_zoo_sample_writes_the_models_own_8bit_images(tmp_path):
