@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from imgorigin import zoo
 from imgorigin.calibration import Calibration
 from imgorigin.cli import app
-from imgorigin.images import load_image, quantize_8bit
-from imgorigin.zoo.calibrations import calibration_dir, calibration_path, inversion_config, shipped_samples
+from imgorigin.images import load_image, quantize_8bit, save_png
+from imgorigin.zoo.calibrations import SHIPPED_SAMPLES, calibration_dir, calibration_path, inversion_config
 
 runner = CliRunner()
 
@@ -30,7 +30,7 @@ def test_shipped_calibrations_match_their_models_settings_and_sample_counts(path
     generator = zoo.load(path.stem)
     calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)  # raises when stale
     assert calibration.inversion == inversion_config(path.stem)
-    assert calibration.scores.size == shipped_samples(path.stem)
+    assert calibration.scores.size == SHIPPED_SAMPLES
 
 
 def test_zoo_sample_writes_the_models_own_8bit_images(tmp_path):
@@ -71,3 +71,11 @@ def test_demo_prints_a_table_and_writes_a_report(tmp_path):
     by_source = {r["path"].split("/")[-1].rsplit("_", 1)[0]: r for r in records}
     assert by_source["dcgan"]["verdict"] == "member"
     assert by_source["real"]["verdict"] == "non-member"
+
+
+def test_a_zoo_model_without_calibration_says_why(tmp_path):
+    image = tmp_path / "x.png"
+    save_png(zoo.sample("dcgan", 1, seed=0)[0], image)
+    result = runner.invoke(app, ["verify", "zoo:ddpm", str(image)])
+    assert result.exit_code != 0
+    assert "ships without a calibration" in result.output and "AUROC" in result.output

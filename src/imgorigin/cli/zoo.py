@@ -74,7 +74,8 @@ def train(
 
 @zoo_app.command("calibrate")
 def calibrate_zoo(
-    names: Annotated[list[str] | None, typer.Argument(help="Zoo models (default: all).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Zoo models (default: all that ship a calibration; "
+                                                           "ddpm does not, see the README).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder (default: the package's shipped "
                                                                  "calibration folder).")] = None,
     device: DeviceOpt = "auto",
@@ -82,13 +83,13 @@ def calibrate_zoo(
     """Rebuild the shipped calibration files (each model's shipped inversion settings, fixed seed)."""
     from .. import zoo
     from ..verification import calibrate
-    from ..zoo.calibrations import SHIPPED_SEED, calibration_dir, inversion_config, shipped_samples
+    from ..zoo.calibrations import NOT_CALIBRATED, SHIPPED_SAMPLES, SHIPPED_SEED, calibration_dir, inversion_config
 
     target = out or calibration_dir()
-    for name in names or zoo.list_models():
+    for name in names or [n for n in zoo.list_models() if n not in NOT_CALIBRATED]:
         _check(name)
         generator = zoo.load(name, device=resolve_device(device))
-        calibration = calibrate(generator, shipped_samples(name), config=inversion_config(name), seed=SHIPPED_SEED,
+        calibration = calibrate(generator, SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED,
                                 progress=progress_enabled())
         path = calibration.save(target / f"{name}.json")
         typer.echo(f"{name}: {calibration.scores.size} scores -> {path}", err=True)
