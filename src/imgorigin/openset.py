@@ -46,6 +46,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from .calibration import conformal_p_value
 from .metrics import auroc
 
 UNKNOWN = "unknown"
@@ -311,19 +312,13 @@ class OpenSetClassifier(ABC):
         atypical class (e.g. diverse real photos) be rejected more often than the others. Classifiers saved
         without per-class scores fall back to all classes' scores; without held-out scores p is 1.
         """
-        x = np.asarray(X, dtype=np.float64)
-        logits, scores = self._scores(self.state_, x)
-        top = logits.argmax(axis=1)
-        p = np.ones(len(x))
-        if self.validation_scores_ is None:
-            return p
-        for c in np.unique(top):
-            held = self.validation_scores_
-            if self.validation_labels_ is not None:
-                held = held[self.validation_labels_ == c]
-            rows = top == c
-            p[rows] = (1 + (held[None, :] <= scores[rows, None]).sum(axis=1)) / (len(held) + 1)
-        return p
+        logits, scores = self._scores(self.state_, np.asarray(X, dtype=np.float64))
+        held, labels = self.validation_scores_, self.validation_labels_
+        if held is None:
+            return np.ones(len(scores))
+        # conformal_p_value counts calibration scores >= s; here higher is more typical, hence the negation
+        return np.array([conformal_p_value(-s, -(held if labels is None else held[labels == c]))
+                         for c, s in zip(logits.argmax(axis=1), scores, strict=True)])
 
     def predict_closed_set(self, X: np.ndarray) -> np.ndarray:
         """The most likely known class of each image, never "unknown"."""
