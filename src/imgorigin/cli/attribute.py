@@ -273,6 +273,13 @@ def _attributor(model: OpenSetClassifier, bindings: dict[str, Binding], alpha: f
     return attributor
 
 
+def _two_stage_settings(alpha: float, top_k: int | None, min_probability: float,
+                        bindings: dict[str, Binding]) -> dict[str, Any]:
+    """The two-stage settings a metrics or results file records: alpha, candidates' limits, bound models."""
+    return {"alpha": alpha, "top_k": top_k, "min_probability": min_probability,
+            "bound": {label: b.model for label, b in sorted(bindings.items())}}
+
+
 def _stamped(model: OpenSetClassifier, record: dict) -> dict:
     """A record with its image's sha256 and the features it was attributed from (backbone, layer)."""
     from ..features.cache import file_sha256
@@ -385,8 +392,7 @@ def evaluate(
     metrics["mode"] = "features" if two_stage is None else "two-stage"
     metrics["images_per_second"] = images_per_second
     if two_stage is not None:
-        metrics["two_stage"] = {"alpha": alpha, "top_k": top_k, "min_probability": min_probability,
-                                "bound": {label: b.model for label, b in sorted(two_stage.bindings.items())},
+        metrics["two_stage"] = {**_two_stage_settings(alpha, top_k, min_probability, two_stage.bindings),
                                 "rules": dict(sorted(Counter(r["rule"] for r in records).items())),
                                 "verifications": sum(len(r["verification"]) for r in records)}
     metrics["errors"] = [{"path": p, "error": m} for p, m in [*known_set.errors, *unknown_set.errors]]
@@ -651,8 +657,7 @@ def bench_attribute(
     table = _markdown(rows)
     if confirm:
         results["two_stage_rows"] = two_stage_rows
-        config["two_stage"] = {"alpha": alpha, "top_k": top_k, "min_probability": min_probability,
-                               "bound": {k: b.model for k, b in bindings.items()}}
+        config["two_stage"] = _two_stage_settings(alpha, top_k, min_probability, bindings)
         table += "\n" + _markdown(two_stage_rows, ("mode", "layer", "classifier", "rejection", "shots"), timed=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(f"Backbone {extractor.id}, {len(split_list)} splits of {data_root}; "
