@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from imgorigin import zoo
 from imgorigin.images import quantize_8bit
 from imgorigin.inversion import InversionConfig, invert
+from imgorigin.metrics import auroc
 from imgorigin.zoo import data
 
 N = 10
@@ -22,15 +22,14 @@ N = 10
 def main() -> None:
     generator = zoo.load("ddpm")
     images = torch.cat([quantize_8bit(zoo.sample("ddpm", N, seed=31)), data.test_images()[5000:5000 + N]])
-    is_member = np.r_[np.ones(N), np.zeros(N)]
     for name, config in (("random start", InversionConfig(init="random")),
                          ("DDIM-inversion start", InversionConfig(init="encoder"))):
         start = time.perf_counter()
         result = invert(generator, images, config, return_latents=True)
         atypical = np.abs(result.latents.flatten(1).pow(2).mean(1).numpy() - 1)
-        print(f"{name}: score AUROC {roc_auc_score(is_member, -result.scores):.3f} (median MSE members "
+        print(f"{name}: score AUROC {auroc(-result.scores[:N], -result.scores[N:]):.3f} (median MSE members "
               f"{np.median(result.scores[:N]):.2e}, real {np.median(result.scores[N:]):.2e}); x_T typicality AUROC "
-              f"{roc_auc_score(is_member, -atypical):.3f}; {time.perf_counter() - start:.0f} s", flush=True)
+              f"{auroc(-atypical[:N], -atypical[N:]):.3f}; {time.perf_counter() - start:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
