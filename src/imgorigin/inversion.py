@@ -115,7 +115,8 @@ class InversionResult:
     latents: torch.Tensor | None = None
 
 
-#: Called as each image finishes: (image index, score, steps used: Adam steps + refinement iterations).
+#: Called as each image finishes (after its last attempt): (image index, best score, steps used over all
+#: attempts: Adam steps + refinement iterations).
 DoneCallback = Callable[[int, float, int], None]
 
 
