@@ -55,11 +55,19 @@ def summarise(work: Path, name: str, calibrate_s: str, verify_s: str) -> None:
     member = np.array(["/members/" in r["path"] for r in records])
     score = np.array([r["score"] for r in records])
     belongs = np.array([r["belongs"] for r in records])
-    print(json.dumps({
-        "model": f"{name} (TorchScript)", "images": len(records),
-        "auroc": round(float(roc_auc_score(member, -score)), 4),
-        "members_accepted": float(belongs[member].mean()), "non_members_accepted": float(belongs[~member].mean()),
-        "calibrate_seconds": float(calibrate_s), "verify_seconds": float(verify_s)}))
+    print(
+        json.dumps(
+            {
+                "model": f"{name} (TorchScript)",
+                "images": len(records),
+                "auroc": round(float(roc_auc_score(member, -score)), 4),
+                "members_accepted": float(belongs[member].mean()),
+                "non_members_accepted": float(belongs[~member].mean()),
+                "calibrate_seconds": float(calibrate_s),
+                "verify_seconds": float(verify_s),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

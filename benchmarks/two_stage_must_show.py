@@ -38,8 +38,8 @@ def unseen_generators(work: Path) -> dict:
 
 def main(work: Path) -> None:
     real = data.test_images()
-    write(real[2000:2000 + N_TRAIN_REAL], work / "train" / "real")
-    write(real[3000:3000 + N_TEST], work / "test" / "real")
+    write(real[2000 : 2000 + N_TRAIN_REAL], work / "train" / "real")
+    write(real[3000 : 3000 + N_TEST], work / "test" / "real")
     for name in KNOWN:
         write(quantize_8bit(zoo.sample(name, N_TRAIN, seed=4100)), work / "train" / name)
         write(quantize_8bit(zoo.sample(name, N_TEST, seed=4200)), work / "test" / name)

@@ -28,10 +28,15 @@ def test_scores_below_the_floor_tie_in_decisions_but_not_in_auroc():
 
 
 def test_markdown_has_one_row_per_pair_and_variant():
-    metric = {"auroc": 1.0, "tpr_at_1_fpr": 1.0, "accuracy": 1.0, "members_accepted": 1.0,
-              "non_members_accepted": 0.0}
-    results = {"models": {"m": {"seconds_per_image": 0.5, "pairs": {"real": {"raw": metric, "complexity": metric},
-                                                                     "o": {"raw": metric, "complexity": metric}}}}}
+    metric = {"auroc": 1.0, "tpr_at_1_fpr": 1.0, "accuracy": 1.0, "members_accepted": 1.0, "non_members_accepted": 0.0}
+    results = {
+        "models": {
+            "m": {
+                "seconds_per_image": 0.5,
+                "pairs": {"real": {"raw": metric, "complexity": metric}, "o": {"raw": metric, "complexity": metric}},
+            }
+        }
+    }
     rows = [line for line in markdown(results).splitlines() if line.startswith("| m |")]
     assert len(rows) == 4
 

@@ -21,8 +21,14 @@ from imgorigin.verification import decide
 
 
 def make(scores, reference=None) -> Calibration:
-    return Calibration(model_id="m", weight_hash="ab" * 32, image_shape=(1, 8, 8), inversion=InversionConfig(),
-                       scores=np.array(scores, dtype=float), reference_scores=reference)
+    return Calibration(
+        model_id="m",
+        weight_hash="ab" * 32,
+        image_shape=(1, 8, 8),
+        inversion=InversionConfig(),
+        scores=np.array(scores, dtype=float),
+        reference_scores=reference,
+    )
 
 
 def test_conformal_p_value_hand_values():
@@ -113,6 +119,11 @@ def test_mse_scores_below_the_8bit_quantisation_floor_are_indistinguishable():
     assert cal.threshold(0.05) == floor and cal.in_range(0.01 * floor)
     assert cal.grubbs(0.9 * floor, 0.05) == (1.0, False)
     assert cal.p_value(3 * floor) == pytest.approx(1 / 41) and cal.grubbs(3 * floor, 0.05)[1]
-    l1 = Calibration(model_id="m", weight_hash="ab" * 32, image_shape=(1, 8, 8),
-                     inversion=InversionConfig(distance="l1"), scores=np.linspace(0.3, 1.0, 40) * floor)
+    l1 = Calibration(
+        model_id="m",
+        weight_hash="ab" * 32,
+        image_shape=(1, 8, 8),
+        inversion=InversionConfig(distance="l1"),
+        scores=np.linspace(0.3, 1.0, 40) * floor,
+    )
     assert l1.floor == 0.0 and l1.p_value(0.99 * floor) < 0.2  # no floor for other distances

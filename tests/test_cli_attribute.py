@@ -55,9 +55,25 @@ def data(tmp_path_factory):
 def fitted(data):
     """A linear probe on the spectrum's radial profile, fitted once through the CLI."""
     runner = CliRunner()
-    result = runner.invoke(app, ["fit", str(data / "train"), "--out", str(data / "clf"), "--backbone", "spectrum",
-                                 "--layer", "radial", "--rejection", "mahalanobis",
-                                 "--cache-dir", str(data / "cache"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(data / "train"),
+            "--out",
+            str(data / "clf"),
+            "--backbone",
+            "spectrum",
+            "--layer",
+            "radial",
+            "--rejection",
+            "mahalanobis",
+            "--cache-dir",
+            str(data / "cache"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return data / "clf"
 
@@ -77,8 +93,19 @@ def test_attribute_records_resume_and_errors(fitted, data, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     out = tmp_path / "results.jsonl"
-    args = ["attribute", str(fitted), str(data / "test"), str(data / "unknown"), str(broken), "--output", str(out),
-            "--cache-dir", str(data / "cache"), "--device", "cpu"]
+    args = [
+        "attribute",
+        str(fitted),
+        str(data / "test"),
+        str(data / "unknown"),
+        str(broken),
+        "--output",
+        str(out),
+        "--cache-dir",
+        str(data / "cache"),
+        "--device",
+        "cpu",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 1  # one unreadable image
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -98,8 +125,20 @@ def test_attribute_records_resume_and_errors(fitted, data, tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 26 and "error" in json.loads(lines[-1])
 
-    to_stdout = runner.invoke(app, ["attribute", str(fitted), str(data / "unknown2"), "--threshold", "-1e9",
-                                    "--cache-dir", str(data / "cache"), "--device", "cpu"])
+    to_stdout = runner.invoke(
+        app,
+        [
+            "attribute",
+            str(fitted),
+            str(data / "unknown2"),
+            "--threshold",
+            "-1e9",
+            "--cache-dir",
+            str(data / "cache"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert to_stdout.exit_code == 0
     printed = [json.loads(line) for line in to_stdout.stdout.splitlines()]
     assert len(printed) == 3 and all(r["known"] and r["threshold"] == -1e9 for r in printed)
@@ -107,10 +146,26 @@ def test_attribute_records_resume_and_errors(fitted, data, tmp_path):
 
 def test_evaluate_metrics_and_report(fitted, data, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", str(fitted), "--known", str(data / "test"), "--unknown",
-                                 str(data / "unknown" / "stripes"), str(data / "unknown2" / "stripes"),
-                                 "--output", str(tmp_path / "metrics.json"), "--report", str(tmp_path / "report"),
-                                 "--cache-dir", str(data / "cache"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(fitted),
+            "--known",
+            str(data / "test"),
+            "--unknown",
+            str(data / "unknown" / "stripes"),
+            str(data / "unknown2" / "stripes"),
+            "--output",
+            str(tmp_path / "metrics.json"),
+            "--report",
+            str(tmp_path / "report"),
+            "--cache-dir",
+            str(data / "cache"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("closed_set_accuracy", "auroc", "oscr", "tpr_at_5_fpr"):
@@ -130,13 +185,30 @@ def test_fit_with_a_tiny_clip_and_knn(data, tmp_path):
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.CLIPVisionConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                                           intermediate_size=37, image_size=32, patch_size=8)
+    config = transformers.CLIPVisionConfig(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8
+    )
     transformers.CLIPVisionModel(config).save_pretrained(tmp_path / "clip")
     runner = CliRunner()
-    result = runner.invoke(app, ["fit", str(data / "train"), "--out", str(tmp_path / "clf"), "--backbone",
-                                 f"clip:{tmp_path / 'clip'}", "--layer", "1", "--classifier", "knn",
-                                 "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(data / "train"),
+            "--out",
+            str(tmp_path / "clf"),
+            "--backbone",
+            f"clip:{tmp_path / 'clip'}",
+            "--layer",
+            "1",
+            "--classifier",
+            "knn",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "clf" / "classifier.json").read_text())
     assert info["kind"] == "knn" and info["metadata"]["layer"] == "1"
@@ -145,11 +217,13 @@ def test_fit_with_a_tiny_clip_and_knn(data, tmp_path):
 
 def test_usage_errors_exit_2(data, tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(app, ["fit", str(data / "train"), "--out", str(tmp_path / "c"), "--backbone",
-                                  f"clip:{tmp_path / 'nowhere'}"])
+    missing = runner.invoke(
+        app, ["fit", str(data / "train"), "--out", str(tmp_path / "c"), "--backbone", f"clip:{tmp_path / 'nowhere'}"]
+    )
     assert missing.exit_code == 2 and "huggingface-cli download" in missing.stderr
-    flat = runner.invoke(app, ["fit", str(data / "unknown" / "stripes"), "--out", str(tmp_path / "c"),
-                               "--backbone", "spectrum"])
+    flat = runner.invoke(
+        app, ["fit", str(data / "unknown" / "stripes"), "--out", str(tmp_path / "c"), "--backbone", "spectrum"]
+    )
     assert flat.exit_code == 2 and "sub-folder" in flat.stderr
 
 
@@ -169,10 +243,30 @@ def test_every_option_has_help_and_rejections_match_the_library():
 def test_bench_attribute_rotates_unknowns_and_tabulates(tmp_path):
     root = make_folders(tmp_path / "zoo", ["real", "blocky", "white", "stripes"], 10, seed=4)
     runner = CliRunner()
-    result = runner.invoke(app, ["bench", "attribute", str(root), "--out", str(tmp_path / "bench"), "--backbone",
-                                 "spectrum", "--layers", "radial,grid", "--rejections", "msp,knn", "--shots",
-                                 "1,5,all,50", "--n-unknown", "1", "--cache-dir", str(tmp_path / "cache"),
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "attribute",
+            str(root),
+            "--out",
+            str(tmp_path / "bench"),
+            "--backbone",
+            "spectrum",
+            "--layers",
+            "radial,grid",
+            "--rejections",
+            "msp,knn",
+            "--shots",
+            "1,5,all,50",
+            "--n-unknown",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "skipping 50 shots" in result.stderr  # 7 training images per source: 10 minus 3 for testing
     report = json.loads((tmp_path / "bench" / "results.json").read_text())

@@ -52,9 +52,21 @@ def world(tmp_path_factory):
             _save_images(generator.sample(N_TEST, seed=200 + seed), root / "unknown" / name)
     _save_images(real_like(N_TRAIN, seed=1), root / "train" / "real")
     _save_images(real_like(N_TEST, seed=2), root / "test" / "real")
-    result = _run("fit", root / "train", "--out", root / "clf", "--backbone", "spectrum", "--layer", "radial",
-                  "--bind", f"a={root / 'a.pt'}@{root / 'a.cal.json'}",
-                  "--bind", f"b={root / 'b.pt'}@{root / 'b.cal.json'}", cache=root / "cache")
+    result = _run(
+        "fit",
+        root / "train",
+        "--out",
+        root / "clf",
+        "--backbone",
+        "spectrum",
+        "--layer",
+        "radial",
+        "--bind",
+        f"a={root / 'a.pt'}@{root / 'a.cal.json'}",
+        "--bind",
+        f"b={root / 'b.pt'}@{root / 'b.cal.json'}",
+        cache=root / "cache",
+    )
     assert result.exit_code == 0, result.output
     assert "bound: a, b" in result.stderr
     return root
@@ -67,27 +79,54 @@ def _run(*args, cache: Path):
 
 def test_fit_bind_writes_bindings_and_checks_them(world, tmp_path):
     bindings = json.loads((world / "clf" / "bindings.json").read_text())
-    assert bindings == {label: {"model": str(world / f"{label}.pt"), "calibration": str(world / f"{label}.cal.json")}
-                        for label in ("a", "b")}
-    uncalibrated = _run("fit", world / "train", "--out", tmp_path / "x", "--backbone", "spectrum",
-                        "--bind", f"a={world / 'a.pt'}", cache=tmp_path)
+    assert bindings == {
+        label: {"model": str(world / f"{label}.pt"), "calibration": str(world / f"{label}.cal.json")}
+        for label in ("a", "b")
+    }
+    uncalibrated = _run(
+        "fit",
+        world / "train",
+        "--out",
+        tmp_path / "x",
+        "--backbone",
+        "spectrum",
+        "--bind",
+        f"a={world / 'a.pt'}",
+        cache=tmp_path,
+    )
     assert uncalibrated.exit_code == 2 and "give its calibration" in uncalibrated.stderr
     assert not (tmp_path / "x").exists()  # refused before fitting
-    stranger = _run("fit", world / "train", "--out", tmp_path / "y", "--backbone", "spectrum", "--bind",
-                    f"c={world / 'c.pt'}@{world / 'a.cal.json'}", cache=world / "cache")
+    stranger = _run(
+        "fit",
+        world / "train",
+        "--out",
+        tmp_path / "y",
+        "--backbone",
+        "spectrum",
+        "--bind",
+        f"c={world / 'c.pt'}@{world / 'a.cal.json'}",
+        cache=world / "cache",
+    )
     assert stranger.exit_code == 2 and "not a class" in stranger.stderr
 
 
 def test_attribute_confirm_verifies_bound_and_rejects_unbound(world, tmp_path):
     out = tmp_path / "records.jsonl"
-    result = _run("attribute", world / "clf", world / "test" / "a", world / "unknown" / "c", "--confirm",
-                  "--output", out, cache=world / "cache")
+    result = _run(
+        "attribute",
+        world / "clf",
+        world / "test" / "a",
+        world / "unknown" / "c",
+        "--confirm",
+        "--output",
+        out,
+        cache=world / "cache",
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     bound, unbound = records[:N_TEST], records[N_TEST:]
     assert len(records) == 2 * N_TEST
-    assert all(len(r["sha256"]) == 64 and r["backbone"] == "spectrum-v1" and r["layer"] == "radial"
-               for r in records)
+    assert all(len(r["sha256"]) == 64 and r["backbone"] == "spectrum-v1" and r["layer"] == "radial" for r in records)
     confirmed = [r for r in bound if r["label"] == "a" and r["rule"] == "verification"]
     assert len(confirmed) >= N_TEST - 2  # conformal at alpha 0.05 on 40 calibration images: a miss is allowed
     assert all(0.05 < r["verification"]["a"]["p_value"] <= 1 for r in confirmed)
@@ -96,8 +135,7 @@ def test_attribute_confirm_verifies_bound_and_rejects_unbound(world, tmp_path):
     assert sum(r["features"]["label"] == "a" for r in unbound) >= N_TEST - 1
     assert all(r["label"] == "unknown" and r["rule"] == "rejected" and not r["known"] for r in unbound)
     assert all(r["verification"][label]["p_value"] <= 0.05 for r in unbound for label in ("a", "b"))
-    again = _run("attribute", world / "clf", world / "test" / "a", "--confirm", "--output", out,
-                 cache=world / "cache")
+    again = _run("attribute", world / "clf", world / "test" / "a", "--confirm", "--output", out, cache=world / "cache")
     assert again.exit_code == 0 and f"resuming: {N_TEST} of {N_TEST}" in again.stderr
 
 
@@ -113,8 +151,9 @@ def test_attribute_confirm_without_bindings_is_a_usage_error(world, tmp_path):
 
 def test_evaluate_two_stage_and_features_on_the_same_data(world, tmp_path):
     args = ["evaluate", world / "clf", "--known", world / "test", "--unknown", world / "unknown" / "c"]
-    confirm = _run(*args, "--confirm", "--output", tmp_path / "two.json", "--report", tmp_path / "report",
-                   cache=world / "cache")
+    confirm = _run(
+        *args, "--confirm", "--output", tmp_path / "two.json", "--report", tmp_path / "report", cache=world / "cache"
+    )
     plain = _run(*args, "--output", tmp_path / "one.json", cache=world / "cache")
     assert confirm.exit_code == 0, confirm.output
     assert plain.exit_code == 0, plain.output
@@ -145,10 +184,31 @@ def test_evaluate_two_stage_and_features_on_the_same_data(world, tmp_path):
 def test_bench_attribute_confirm_adds_timed_two_stage_rows(world, tmp_path):
     for folder in [*(world / "train").iterdir(), world / "unknown" / "c"]:
         shutil.copytree(folder, tmp_path / "zoo" / folder.name)
-    result = _run("bench", "attribute", tmp_path / "zoo", "--out", tmp_path / "bench", "--backbone", "spectrum",
-                  "--layers", "radial", "--classifiers", "linear", "--rejections", "msp", "--shots", "all",
-                  "--n-unknown", "1", "--confirm", "--bind", f"a={world / 'a.pt'}@{world / 'a.cal.json'}",
-                  "--bind", f"b={world / 'b.pt'}@{world / 'b.cal.json'}", cache=world / "cache")
+    result = _run(
+        "bench",
+        "attribute",
+        tmp_path / "zoo",
+        "--out",
+        tmp_path / "bench",
+        "--backbone",
+        "spectrum",
+        "--layers",
+        "radial",
+        "--classifiers",
+        "linear",
+        "--rejections",
+        "msp",
+        "--shots",
+        "all",
+        "--n-unknown",
+        "1",
+        "--confirm",
+        "--bind",
+        f"a={world / 'a.pt'}@{world / 'a.cal.json'}",
+        "--bind",
+        f"b={world / 'b.pt'}@{world / 'b.cal.json'}",
+        cache=world / "cache",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert report["config"]["splits"] == [["a"], ["b"], ["c"]] and len(report["rows"]) == 3

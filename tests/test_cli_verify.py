@@ -23,15 +23,30 @@ def setup(tmp_path_factory):
     save_torchscript(TinyGenerator(seed=0), root / "model.pt")
     save_torchscript(TinyGenerator(seed=5), root / "other.pt")
     gen, other = load_generator(str(root / "model.pt")), load_generator(str(root / "other.pt"))
-    for name, images in [("members", gen.sample(12, seed=100)), ("other", other.sample(6, seed=101)),
-                         ("real", real_like(6, seed=102))]:
+    for name, images in [
+        ("members", gen.sample(12, seed=100)),
+        ("other", other.sample(6, seed=101)),
+        ("real", real_like(6, seed=102)),
+    ]:
         (root / "data" / name).mkdir(parents=True)
         for i, img in enumerate(images):
             save_png(img, root / "data" / name / f"{i:03d}.png")
     (root / "data" / "real" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     cache = root / "cache"
-    result = CliRunner().invoke(app, ["calibrate", str(root / "model.pt"), "--samples", "40", "--out",
-                                      str(root / "cal.json"), "--cache-dir", str(cache), *FAST])
+    result = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            str(root / "model.pt"),
+            "--samples",
+            "40",
+            "--out",
+            str(root / "cal.json"),
+            "--cache-dir",
+            str(cache),
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root
 
@@ -48,8 +63,17 @@ def test_calibration_file(setup):
 
 def test_verify_separates_members_records_errors_and_resumes(setup):
     out = setup / "results.jsonl"
-    args = ["verify", str(setup / "model.pt"), str(setup / "data"), "--calibration", str(setup / "cal.json"),
-            "--output", str(out), "--cache-dir", str(setup / "cache")]
+    args = [
+        "verify",
+        str(setup / "model.pt"),
+        str(setup / "data"),
+        "--calibration",
+        str(setup / "cal.json"),
+        "--output",
+        str(out),
+        "--cache-dir",
+        str(setup / "cache"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1  # one unreadable image
     records = _records(out)
@@ -63,8 +87,24 @@ def test_verify_separates_members_records_errors_and_resumes(setup):
     accepted = np.array([r["belongs"] for r in scored])
     assert accepted[is_member].mean() >= 0.9 and accepted[~is_member].mean() == 0
     first = scored[0]
-    for key in ("sha256", "width", "height", "format", "mode", "model", "weight_hash", "method", "version",
-                "p_value", "p_value_grubbs", "verdict", "reasons", "alpha", "threshold", "seconds"):
+    for key in (
+        "sha256",
+        "width",
+        "height",
+        "format",
+        "mode",
+        "model",
+        "weight_hash",
+        "method",
+        "version",
+        "p_value",
+        "p_value_grubbs",
+        "verdict",
+        "reasons",
+        "alpha",
+        "threshold",
+        "seconds",
+    ):
         assert key in first
     # a second run resumes: answered images are skipped, the unreadable one is retried
     again = CliRunner().invoke(app, args)
@@ -73,10 +113,20 @@ def test_verify_separates_members_records_errors_and_resumes(setup):
 
 
 def test_verify_to_stdout_with_reference_real(setup):
-    result = CliRunner().invoke(app, [
-        "verify", str(setup / "model.pt"), str(setup / "data" / "members" / "000.png"),
-        "--calibration", str(setup / "cal.json"), "--reference-real", str(setup / "data" / "real"),
-        "--cache-dir", str(setup / "cache")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "verify",
+            str(setup / "model.pt"),
+            str(setup / "data" / "members" / "000.png"),
+            "--calibration",
+            str(setup / "cal.json"),
+            "--reference-real",
+            str(setup / "data" / "real"),
+            "--cache-dir",
+            str(setup / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     line = next(line for line in result.stdout.splitlines() if line.startswith("{"))
     record = json.loads(line)
@@ -87,8 +137,9 @@ def test_verify_to_stdout_with_reference_real(setup):
 
 def test_clear_errors(setup):
     runner = CliRunner()
-    wrong = runner.invoke(app, ["verify", str(setup / "other.pt"), str(setup / "data"),
-                                "--calibration", str(setup / "cal.json")])
+    wrong = runner.invoke(
+        app, ["verify", str(setup / "other.pt"), str(setup / "data"), "--calibration", str(setup / "cal.json")]
+    )
     assert wrong.exit_code == 2 and "imgorigin calibrate" in wrong.output
     missing = runner.invoke(app, ["verify", str(setup / "model.pt"), str(setup / "nope")])
     assert missing.exit_code == 2 and "--calibration is required" in missing.output

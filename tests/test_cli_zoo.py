@@ -53,8 +53,10 @@ def test_verify_zoo_model_with_shipped_calibration(tmp_path):
         pytest.fail("the dcgan calibration must be shipped")
     runner.invoke(app, ["zoo", "sample", "dcgan", "--n", "2", "--out", str(tmp_path / "own"), "--seed", "77"])
     out = tmp_path / "r.jsonl"
-    result = runner.invoke(app, ["verify", "zoo:dcgan", str(tmp_path / "own"), "--output", str(out),
-                                 "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        ["verify", "zoo:dcgan", str(tmp_path / "own"), "--output", str(out), "--cache-dir", str(tmp_path / "cache")],
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 2 and all(r["model"] == "zoo:dcgan" for r in records)

@@ -64,8 +64,9 @@ def _tiny_vit(kind: str, directory: Path, with_processor: bool = False) -> torch
     import transformers
 
     torch.manual_seed(0)
-    sizes = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
-                 image_size=32, patch_size=8)
+    sizes = dict(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8
+    )
     if kind == "clip":
         model = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**sizes))
     else:
@@ -73,8 +74,9 @@ def _tiny_vit(kind: str, directory: Path, with_processor: bool = False) -> torch
     model.eval().save_pretrained(directory)
     if with_processor:
         (directory / "preprocessor_config.json").write_text(
-            json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5, 0.5, 0.5], "crop_size": {"height": 16,
-                                                                                                  "width": 16}})
+            json.dumps(
+                {"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5, 0.5, 0.5], "crop_size": {"height": 16, "width": 16}}
+            )
         )
     return model
 

@@ -47,9 +47,17 @@ def test_factory_and_bad_specs():
 
 
 def _tiny_vae(cls):
-    common = dict(in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  latent_channels=2, sample_size=16, norm_num_groups=4)
+    common = dict(
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=2,
+        sample_size=16,
+        norm_num_groups=4,
+    )
     if cls is diffusers.VQModel:
         common.update(num_vq_embeddings=16, vq_embed_dim=2)
     torch.manual_seed(0)
@@ -71,9 +79,16 @@ def test_diffusers_autoencoder_dir_inverts_decoder_latent_from_encoder(tmp_path,
 
 def _tiny_unet():
     torch.manual_seed(0)
-    return diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                                 down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), layers_per_block=1, norm_num_groups=4)
+    return diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
 
 
 def test_ddim_chain_from_unet_dir_and_pipeline_dir(tmp_path):
@@ -81,7 +96,8 @@ def test_ddim_chain_from_unet_dir_and_pipeline_dir(tmp_path):
     unet.save_pretrained(tmp_path / "unet")
     scheduler.save_pretrained(tmp_path / "unet" / "scheduler")
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(num_train_timesteps=100)).save_pretrained(
-        tmp_path / "pipe")
+        tmp_path / "pipe"
+    )
     for path in (tmp_path / "unet", tmp_path / "pipe"):
         gen = load_generator(str(path), ddim_steps=3)
         assert isinstance(gen, DDIMGenerator) and gen.num_inference_steps == 3
@@ -95,8 +111,9 @@ def test_ddim_chain_from_unet_dir_and_pipeline_dir(tmp_path):
 
 
 def test_ddim_inversion_encoder_lands_near_the_chain_input():
-    gen = DDIMGenerator(_tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False),
-                        num_inference_steps=5)
+    gen = DDIMGenerator(
+        _tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False), num_inference_steps=5
+    )
     assert gen.has_encoder
     with torch.no_grad():
         z = gen.sample_latents(4, torch.Generator().manual_seed(0))

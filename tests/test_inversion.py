@@ -36,7 +36,7 @@ def test_members_score_far_lower_than_real_like_and_other_model(generator):
 def test_score_is_independent_of_batch_composition(generator):
     images = quantize_8bit(generator.sample(6, seed=4))
     together = invert(generator, images, FAST).scores
-    alone = np.array([invert(generator, images[i:i + 1], FAST).scores[0] for i in range(6)])
+    alone = np.array([invert(generator, images[i : i + 1], FAST).scores[0] for i in range(6)])
     np.testing.assert_allclose(together, alone, rtol=1e-3, atol=1e-7)
 
 
@@ -102,8 +102,10 @@ def test_shape_mismatch_is_a_clear_error(generator):
         invert(generator, torch.rand(2, 3, 16, 16), FAST)
 
 
-@pytest.mark.parametrize("bad", [{"steps": 0}, {"init": "magic"}, {"distance": "nope"}, {"patience": 0},
-                                 {"retries": -1}, {"retry_above": -1.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"steps": 0}, {"init": "magic"}, {"distance": "nope"}, {"patience": 0}, {"retries": -1}, {"retry_above": -1.0}],
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         InversionConfig(**bad)
@@ -144,8 +146,9 @@ def test_pruning_to_the_best_restart_cuts_work_and_keeps_separation():
     others = real_like(8, seed=12)
     work, aurocs = {}, {}
     for prune in (0, 10):
-        cfg = InversionConfig(steps=80, restarts=4, patience=1000, batch_size=8, search_candidates=4,
-                              prune_after=prune, refine_steps=0)
+        cfg = InversionConfig(
+            steps=80, restarts=4, patience=1000, batch_size=8, search_candidates=4, prune_after=prune, refine_steps=0
+        )
         CountingGenerator.rows = 0
         s_in, s_out = invert(gen, members, cfg).scores, invert(gen, others, cfg).scores
         work[prune] = CountingGenerator.rows

@@ -74,8 +74,16 @@ def test_confusion_matrix_rows_are_true_labels():
 def test_open_set_summary_and_input_checks():
     summary = open_set_summary(["a", "b", "a", "b"], ["a", "a", "a", "a"], KNOWN, UNKNOWN, threshold=0.5)
     # predictions right for knowns 1 and 3 -> the CORRECT mask above
-    assert summary == pytest.approx({"closed_set_accuracy": 0.5, "auroc": 0.75, "oscr": 0.375,
-                                     "tpr_at_5_fpr": 0.5, "known_accepted": 0.5, "unknown_rejected": 2 / 3})
+    assert summary == pytest.approx(
+        {
+            "closed_set_accuracy": 0.5,
+            "auroc": 0.75,
+            "oscr": 0.375,
+            "tpr_at_5_fpr": 0.5,
+            "known_accepted": 0.5,
+            "unknown_rejected": 2 / 3,
+        }
+    )
     with pytest.raises(ValueError, match="at least one"):
         auroc([1.0], [])
     with pytest.raises(ValueError, match="finite"):

@@ -27,8 +27,11 @@ FAST_CS = (1e-4, 1e-2, 1.0, 1e2)
 
 
 @pytest.mark.parametrize("shots", [1, 5, 10])
-@pytest.mark.parametrize("make", [lambda r: LinearProbe(Cs=FAST_CS, rejection=r), lambda r: KNNClassifier(rejection=r)],
-                         ids=["linear", "knn"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda r: LinearProbe(Cs=FAST_CS, rejection=r), lambda r: KNNClassifier(rejection=r)],
+    ids=["linear", "knn"],
+)
 def test_few_shot_attribution_and_rejection(make, shots):
     x, y = blobs(shots, seed=3)
     clf = make("knn").fit(x, y)
@@ -92,8 +95,10 @@ def test_all_rejection_scores_rank_knowns_above_unknowns():
         known, unknown = clf.score_samples(X_TEST), clf.score_samples(X_UNKNOWN)
         assert auroc(known, unknown) > 0.85, rejection
     logits = clf.decision_function(X_TEST[:3])
-    np.testing.assert_allclose(LinearProbe(Cs=(1.0,), rejection="energy").fit(x, y).score_samples(X_TEST[:3]),
-                               np.log(np.exp(logits).sum(axis=1)))
+    np.testing.assert_allclose(
+        LinearProbe(Cs=(1.0,), rejection="energy").fit(x, y).score_samples(X_TEST[:3]),
+        np.log(np.exp(logits).sum(axis=1)),
+    )
 
 
 def test_knn_votes_by_hand():
@@ -105,8 +110,9 @@ def test_knn_votes_by_hand():
     proba = clf.predict_proba(np.array([[5.0, 0.0], [1.0, 0.2]]))
     np.testing.assert_allclose(proba[0], [1.0, 0.0], atol=1e-300)
     # (1, 0.2): cos to a = 0.9806, to b = 0.1961; k = 2 takes both a -> votes a = 2 exp(0.9806 / 0.07)
-    assert clf.score_samples(np.array([[1.0, 0.2]]))[0] == pytest.approx(math.log(2) + 0.98058 / KNN_TEMPERATURE,
-                                                                          abs=1e-4)
+    assert clf.score_samples(np.array([[1.0, 0.2]]))[0] == pytest.approx(
+        math.log(2) + 0.98058 / KNN_TEMPERATURE, abs=1e-4
+    )
 
 
 def test_validation_unknowns_and_two_classes():
@@ -121,8 +127,9 @@ def test_validation_unknowns_and_two_classes():
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     reference = LogisticRegression(C=clf.param_, solver="newton-cg", max_iter=1000).fit((x - mean) / scale, y)
-    np.testing.assert_allclose(clf.predict_proba(X_TEST[:5]), reference.predict_proba((X_TEST[:5] - mean) / scale),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        clf.predict_proba(X_TEST[:5]), reference.predict_proba((X_TEST[:5] - mean) / scale), atol=1e-6
+    )
 
 
 def test_score_is_open_set_accuracy():
@@ -134,8 +141,11 @@ def test_score_is_open_set_accuracy():
     assert clf.score(features, labels) == pytest.approx(expected) and expected > 0.85
 
 
-@pytest.mark.parametrize("make", [lambda: LinearProbe(Cs=FAST_CS, rejection="mahalanobis"),
-                                  lambda: KNNClassifier(rejection="energy")], ids=["linear", "knn"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: LinearProbe(Cs=FAST_CS, rejection="mahalanobis"), lambda: KNNClassifier(rejection="energy")],
+    ids=["linear", "knn"],
+)
 def test_save_and_load_round_trip(make, tmp_path):
     x, y = blobs(5, seed=10)
     clf = make().fit(x, y)

@@ -33,12 +33,19 @@ def test_writer_resumes_and_ignores_a_cut_off_line(tmp_path):
 
 
 def test_report_states_the_operating_point_and_lists_every_image(tmp_path):
-    cal = Calibration(model_id="m", weight_hash="0" * 64, image_shape=(1, 8, 8), inversion=InversionConfig(),
-                      scores=np.linspace(1e-6, 3e-6, 99))
+    cal = Calibration(
+        model_id="m",
+        weight_hash="0" * 64,
+        image_shape=(1, 8, 8),
+        inversion=InversionConfig(),
+        scores=np.linspace(1e-6, 3e-6, 99),
+    )
     save_png(np.full((8, 8), 0.5, dtype=np.float32), tmp_path / "x.png")
-    records = [{"path": str(tmp_path / "x.png"), "score": 2e-6, **decide(2e-6, cal, 0.05)},
-               {"path": str(tmp_path / "y.png"), "score": 1e-2, **decide(1e-2, cal, 0.05)},
-               {"path": str(tmp_path / "z.png"), "error": "z.png: not an image"}]
+    records = [
+        {"path": str(tmp_path / "x.png"), "score": 2e-6, **decide(2e-6, cal, 0.05)},
+        {"path": str(tmp_path / "y.png"), "score": 1e-2, **decide(1e-2, cal, 0.05)},
+        {"path": str(tmp_path / "z.png"), "error": "z.png: not an image"},
+    ]
     page = write_report(tmp_path / "report.html", [("m", cal, records)], 0.05).read_text()
     assert "1 member, 1 non-member, 0 inconclusive, 1 unreadable" in page
     assert "z.png: not an image" in page and page.count("data:image/png;base64,") >= 2

@@ -37,16 +37,20 @@ def world(tmp_path_factory):
     gen_a, gen_c = load_generator(str(root / "a.pt")), load_generator(str(root / "c.pt"))
     calibrate(gen_a, 40, config=FAST).save(root / "a.cal.json")
     paths: dict[str, list[str]] = {}
-    for kind, images in (("a", gen_a.sample(N, seed=50)), ("c", gen_c.sample(N, seed=51)),
-                         ("real", real_like(N, seed=52))):
+    for kind, images in (
+        ("a", gen_a.sample(N, seed=50)),
+        ("c", gen_c.sample(N, seed=51)),
+        ("real", real_like(N, seed=52)),
+    ):
         folder = root / kind
         folder.mkdir()
         paths[kind] = []
         for i, image in enumerate(images):
             save_png(image, folder / f"{i}.png")
             paths[kind].append(str(folder / f"{i}.png"))
-    clf = LinearProbe(random_state=0).fit(np.r_[_features("a", 20, 0), _features("real", 20, 1)],
-                                          np.array(["a"] * 20 + ["real"] * 20))
+    clf = LinearProbe(random_state=0).fit(
+        np.r_[_features("a", 20, 0), _features("real", 20, 1)], np.array(["a"] * 20 + ["real"] * 20)
+    )
     clf.metadata = {}
     clf.save(root / "clf")
     return root, clf, paths
@@ -62,7 +66,7 @@ def _attribute(world):
 
 def test_bound_members_confirmed_unbound_rejected_real_on_features(world):
     records = _attribute(world)
-    bound, unbound, real = records[:N], records[N:2 * N], records[2 * N:]
+    bound, unbound, real = records[:N], records[N : 2 * N], records[2 * N :]
     assert sum(r["label"] == "a" and r["rule"] == "verification" for r in bound) >= N - 1
     assert all(0.05 < r["verification"]["a"]["p_value"] <= 1 for r in bound if r["label"] == "a")
     # the features cannot tell 'c' from 'a'; verification can
@@ -77,6 +81,7 @@ def test_bound_members_confirmed_unbound_rejected_real_on_features(world):
 
 def _masked(record: dict) -> dict:
     """The record's shape and decisions, with paths and floating-point evidence masked."""
+
     def mask(value):
         if isinstance(value, dict):
             return {k: mask(v) for k, v in value.items()}

@@ -120,9 +120,13 @@ class Calibration:
             "seed": self.seed,
             "n": int(self.scores.size),
             "scores": self.scores.tolist(),
-            "reference_real": None if self.reference_scores is None else {
-                "source": self.reference_source, "n": int(self.reference_scores.size),
-                "scores": self.reference_scores.tolist()},
+            "reference_real": None
+            if self.reference_scores is None
+            else {
+                "source": self.reference_source,
+                "n": int(self.reference_scores.size),
+                "scores": self.reference_scores.tolist(),
+            },
             "version": self.version,
             "created": self.created,
         }
@@ -144,13 +148,17 @@ class Calibration:
                 raise CalibrationError(f"{path}: not an imgorigin calibration file (format {data.get('format')!r})")
             ref = data.get("reference_real")
             return cls(
-                model_id=data["model"]["id"], weight_hash=data["model"]["weight_hash"],
+                model_id=data["model"]["id"],
+                weight_hash=data["model"]["weight_hash"],
                 image_shape=tuple(data["model"]["image_shape"]),
-                inversion=InversionConfig.from_dict(data["inversion"]), scores=np.array(data["scores"]),
-                source=data.get("source", "generated"), seed=data.get("seed"),
+                inversion=InversionConfig.from_dict(data["inversion"]),
+                scores=np.array(data["scores"]),
+                source=data.get("source", "generated"),
+                seed=data.get("seed"),
                 reference_scores=None if ref is None else np.array(ref["scores"]),
                 reference_source=None if ref is None else ref.get("source"),
-                version=data.get("version", "?"), created=data.get("created", "?"),
+                version=data.get("version", "?"),
+                created=data.get("created", "?"),
             )
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CalibrationError):

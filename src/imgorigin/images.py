@@ -181,8 +181,7 @@ def _check_options(channels: int, size: tuple[int, int] | None, resample: str, m
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     if size is not None and (
-        len(size) != 2
-        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in size)
+        len(size) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in size)
     ):
         raise ValueError(f"size must be (height, width) with positive integers, got {size!r}")
     if resample not in _RESAMPLE:
@@ -284,9 +283,7 @@ def _open(name: str, data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=_FORMATS)
     except Image.UnidentifiedImageError:
-        raise ImageError(
-            name, "not a PNG, JPEG, WebP, BMP or TIFF image (unrecognised or corrupt header)"
-        ) from None
+        raise ImageError(name, "not a PNG, JPEG, WebP, BMP or TIFF image (unrecognised or corrupt header)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(name, f"refused as a possible decompression bomb: {err}") from None
     except Exception as err:  # plugins raise assorted errors on corrupt headers
@@ -369,8 +366,7 @@ def _resize(pixels: np.ndarray, size: tuple[int, int], resample: str) -> np.ndar
     """Resize float32 [C, H, W] to (height, width) per channel with Pillow in mode "F", clamped to [0, 1]."""
     height, width = size
     planes = [
-        np.asarray(Image.fromarray(plane).resize((width, height), resample=_RESAMPLE[resample]))
-        for plane in pixels
+        np.asarray(Image.fromarray(plane).resize((width, height), resample=_RESAMPLE[resample])) for plane in pixels
     ]
     return np.clip(np.stack(planes), 0, 1).astype(np.float32)
 

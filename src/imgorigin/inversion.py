@@ -136,8 +136,9 @@ class _Active:
     Rows are independent so that an image can drop its worse restarts (pruning) and free rows for the queue.
     """
 
-    def __init__(self, latent_shape: tuple[int, ...], image_shape: tuple[int, ...], device: torch.device,
-                 keep_latents: bool) -> None:
+    def __init__(
+        self, latent_shape: tuple[int, ...], image_shape: tuple[int, ...], device: torch.device, keep_latents: bool
+    ) -> None:
         # per image
         self.index = torch.empty(0, dtype=torch.long)
         self.target = torch.empty((0, *image_shape), device=device)
@@ -200,8 +201,9 @@ def _per_image_min(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.T
 class Inverter:
     """Runs batched inversion of images against one generator with one :class:`InversionConfig`."""
 
-    def __init__(self, generator: Generator, config: InversionConfig | None = None,
-                 distance: Distance | None = None) -> None:
+    def __init__(
+        self, generator: Generator, config: InversionConfig | None = None, distance: Distance | None = None
+    ) -> None:
         self.generator = generator
         self.config = config or InversionConfig()
         self.distance = distance or get_distance(self.config.distance)
@@ -211,19 +213,31 @@ class Inverter:
         self.init = ("encoder" if generator.has_encoder else "search") if init == "auto" else init
         dim = math.prod(generator.latent_shape)
         #: Whether Levenberg–Marquardt refines Adam's result (MSE distance, small enough latent).
-        self.refines = (self.config.refine_steps > 0 and self.config.distance == "mse" and distance is None
-                        and dim <= self.config.refine_max_dim)
+        self.refines = (
+            self.config.refine_steps > 0
+            and self.config.distance == "mse"
+            and distance is None
+            and dim <= self.config.refine_max_dim
+        )
         #: Adam steps per image: a short basin search before refinement, else the whole budget.
         self.adam_steps = min(self.config.refine_after, self.config.steps) if self.refines else self.config.steps
 
-    def __call__(self, images: torch.Tensor, *, keys: Sequence[str] | None = None,
-                 callback: DoneCallback | None = None, progress: bool = False,
-                 return_latents: bool = False) -> InversionResult:
+    def __call__(
+        self,
+        images: torch.Tensor,
+        *,
+        keys: Sequence[str] | None = None,
+        callback: DoneCallback | None = None,
+        progress: bool = False,
+        return_latents: bool = False,
+    ) -> InversionResult:
         """Invert ``images`` ``[N, C, H, W]`` in [0, 1]; ``keys`` (content hashes) seed each image's restarts."""
         gen = self.generator
         if images.dim() != 4 or tuple(images.shape[1:]) != gen.image_shape:
-            raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match model {gen.id} output "
-                             f"{gen.image_shape}; load them with the model's channels and size")
+            raise ValueError(
+                f"images of shape {tuple(images.shape[1:])} do not match model {gen.id} output "
+                f"{gen.image_shape}; load them with the model's channels and size"
+            )
         n = images.shape[0]
         keys = list(keys) if keys is not None else [image_key(img) for img in images]
         scores = np.full(n, np.inf)
@@ -271,8 +285,9 @@ class Inverter:
         return InversionResult(scores, steps, time.perf_counter() - start, latents)
 
     # -- internals -------------------------------------------------------------------------------------
-    def _admit(self, active: _Active, queue: deque, images: torch.Tensor, keys: list[str],
-               attempts: np.ndarray) -> None:
+    def _admit(
+        self, active: _Active, queue: deque, images: torch.Tensor, keys: list[str], attempts: np.ndarray
+    ) -> None:
         """Give free rows (``batch_size × restarts`` in all) to queued images, freshly initialised.
 
         A retried image's starts are seeded by its key and attempt number, so every attempt draws new ones.
@@ -283,8 +298,9 @@ class Inverter:
             return
         index = torch.tensor([queue.popleft() for _ in range(free)], dtype=torch.long)
         target = images[index].to(self.generator.device, torch.float32)
-        z = self._initial_latents(target, [keys[i] if attempts[i] == 0 else f"{keys[i]}:attempt{attempts[i]}"
-                                           for i in index.tolist()])
+        z = self._initial_latents(
+            target, [keys[i] if attempts[i] == 0 else f"{keys[i]}:attempt{attempts[i]}" for i in index.tolist()]
+        )
         active.add(index, z, target, r)
 
     @torch.no_grad()
@@ -305,10 +321,12 @@ class Inverter:
         chosen = []
         for image, g in zip(target, rngs, strict=True):
             candidates = gen.sample_latents(r * k, g)
-            losses = torch.cat([
-                self.distance(gen.decode(chunk), image.expand(len(chunk), *image.shape))
-                for chunk in candidates.split(cfg.batch_size * r)
-            ])
+            losses = torch.cat(
+                [
+                    self.distance(gen.decode(chunk), image.expand(len(chunk), *image.shape))
+                    for chunk in candidates.split(cfg.batch_size * r)
+                ]
+            )
             chosen.append(candidates[losses.topk(r, largest=False).indices])
         return torch.cat(chosen)
 
@@ -365,10 +383,10 @@ class Inverter:
         progress = t.float() / self.adam_steps
         return cfg.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + torch.cos(math.pi * progress)))
 
-
     @torch.no_grad()
-    def _refine(self, items: list[tuple[int, torch.Tensor, torch.Tensor, float, int]]
-                ) -> list[tuple[torch.Tensor, float, int]]:
+    def _refine(
+        self, items: list[tuple[int, torch.Tensor, torch.Tensor, float, int]]
+    ) -> list[tuple[torch.Tensor, float, int]]:
         """Levenberg–Marquardt on each item's best latent; returns (latent, best loss, iterations) per item."""
         gen = self.generator
         dim = math.prod(gen.latent_shape)
@@ -376,7 +394,7 @@ class Inverter:
         group = max(1, min(len(items), LM_JACOBIAN_BUDGET // (dim * pixels)))
         out: list[tuple[torch.Tensor, float, int]] = []
         for first in range(0, len(items), group):
-            chunk = items[first:first + group]
+            chunk = items[first : first + group]
             start = torch.stack([item[1] for item in chunk]).flatten(1)
             target = torch.stack([item[2] for item in chunk]).flatten(1)
             adam_best = torch.tensor([item[3] for item in chunk], device=start.device)
@@ -387,8 +405,9 @@ class Inverter:
             out += [(z[k].view(gen.latent_shape), float(loss[k]), int(iters[k])) for k in range(len(chunk))]
         return out
 
-    def _levenberg_marquardt(self, z: torch.Tensor, target: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _levenberg_marquardt(
+        self, z: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Minimise mean((decode(z) − target)²) per row of flat latents ``z``; stop rows that stop improving.
 
         Forward passes are the cost, so the Jacobian is measured afresh only every ``refine_broyden + 1`` accepted
@@ -428,8 +447,9 @@ class Inverter:
             residual[rows] = torch.where(accept[:, None], residual_new, residual[rows])
             loss[rows] = torch.where(accept, loss_new, loss[rows])
             fresh = since_fresh[rows] == 0
-            damping[rows] = torch.where(accept, damping[rows] / LM_DOWN,
-                                        torch.where(fresh, damping[rows] * LM_UP, damping[rows]))
+            damping[rows] = torch.where(
+                accept, damping[rows] / LM_DOWN, torch.where(fresh, damping[rows] * LM_UP, damping[rows])
+            )
             since_fresh[rows] = torch.where(accept | fresh, since_fresh[rows] + 1, cfg.refine_broyden + 1)
             iters[rows] += 1
             improved = loss[rows] < anchor[rows] * (1 - cfg.rel_tol) - cfg.abs_tol
@@ -446,15 +466,17 @@ class Inverter:
         b, dim = z.shape
         h = LM_FD_STEP * z.pow(2).mean(1).sqrt().clamp_min(1.0)  # [B]
         shifted = (z[:, None, :] + torch.diag_embed(h[:, None].expand(b, dim))).reshape(b * dim, dim)
-        outputs = torch.cat([self._decode_flat(part)
-                             for part in shifted.split(self.config.batch_size * self.config.restarts * 4)])
+        outputs = torch.cat(
+            [self._decode_flat(part) for part in shifted.split(self.config.batch_size * self.config.restarts * 4)]
+        )
         return ((outputs.view(b, dim, -1) - base[:, None, :]) / h[:, None, None]).mT
 
     def _decode_flat(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator.decode(z.view(-1, *self.generator.latent_shape)).flatten(1)
 
 
-def invert(generator: Generator, images: torch.Tensor, config: InversionConfig | None = None,
-           **kwargs) -> InversionResult:
+def invert(
+    generator: Generator, images: torch.Tensor, config: InversionConfig | None = None, **kwargs
+) -> InversionResult:
     """Convenience wrapper: ``Inverter(generator, config)(images, **kwargs)``."""
     return Inverter(generator, config)(images, **kwargs)

@@ -81,8 +81,12 @@ def _fit_mahalanobis(x: np.ndarray, y: np.ndarray, n_classes: int) -> Arrays:
     a = shrinkage * variance + 1e-6 * variance if variance > 0 else 1.0  # all one image per class: Euclidean
     _, singular, basis_t = np.linalg.svd(centred, full_matrices=False)
     b = (1 - shrinkage) / len(x)
-    return {"means": means, "basis": basis_t.T, "weights": 1 / (a + b * singular**2) - 1 / a,
-            "inverse_a": np.array([1 / a])}
+    return {
+        "means": means,
+        "basis": basis_t.T,
+        "weights": 1 / (a + b * singular**2) - 1 / a,
+        "inverse_a": np.array([1 / a]),
+    }
 
 
 def _mahalanobis_score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
@@ -171,12 +175,17 @@ class OpenSetClassifier(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, as saved with the classifier."""
-        return {"rejection": self.rejection, "accept_rate": self.accept_rate,
-                "val_fraction": self.val_fraction, "random_state": self.random_state}
+        return {
+            "rejection": self.rejection,
+            "accept_rate": self.accept_rate,
+            "val_fraction": self.val_fraction,
+            "random_state": self.random_state,
+        }
 
     # --- fitting ---------------------------------------------------------------------------------------
-    def _fit_state(self, x: np.ndarray, y: np.ndarray, n_classes: int, param: float,
-                   rejection: Arrays | None = None) -> tuple[Arrays, Arrays]:
+    def _fit_state(
+        self, x: np.ndarray, y: np.ndarray, n_classes: int, param: float, rejection: Arrays | None = None
+    ) -> tuple[Arrays, Arrays]:
         """(model arrays, rejection arrays) fitted on these images; rejection arrays are reused when given."""
         model = {k: np.ascontiguousarray(v) for k, v in self._fit_model(x, y, n_classes, param).items()}
         return model, _rejection_arrays(self.rejection, x, y, n_classes) if rejection is None else rejection
@@ -186,8 +195,9 @@ class OpenSetClassifier(ABC):
         logits = self._logits(state[0], x)
         return logits, _rejection_score(self.rejection, state[1], x, logits)
 
-    def _held_out_class_aurocs(self, x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
-                               n_classes: int, params: list[float]) -> list[float]:
+    def _held_out_class_aurocs(
+        self, x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, params: list[float]
+    ) -> list[float]:
         """Per candidate: mean AUROC over known classes, each in turn left out of training as the unknown."""
         per_class = []
         for held in range(n_classes):
@@ -202,8 +212,10 @@ class OpenSetClassifier(ABC):
                     state = self._fit_state(x_keep, y_keep, n_classes - 1, param, rejection)
                     values.append(auroc(self._scores(state, known)[1], self._scores(state, unknown)[1]))
             else:  # a feature-space score ignores the classifier: one AUROC for every candidate
-                score = auroc(_rejection_score(self.rejection, rejection, known, None),
-                              _rejection_score(self.rejection, rejection, unknown, None))
+                score = auroc(
+                    _rejection_score(self.rejection, rejection, known, None),
+                    _rejection_score(self.rejection, rejection, unknown, None),
+                )
                 values = [score] * len(params)
             per_class.append(values)
         return np.mean(per_class, axis=0).tolist()
@@ -213,8 +225,11 @@ class OpenSetClassifier(ABC):
         train, val = _split_per_class(y, self.val_fraction, self.random_state)
         params = self._candidates()
         rejection = _rejection_arrays(self.rejection, x[train], y[train], n_classes)
-        held_out = (self._held_out_class_aurocs(x, y, train, val, n_classes, params)
-                    if x_unknown is None and n_classes >= 3 else [math.nan] * len(params))
+        held_out = (
+            self._held_out_class_aurocs(x, y, train, val, n_classes, params)
+            if x_unknown is None and n_classes >= 3
+            else [math.nan] * len(params)
+        )
         results = []
         for param, held_out_auroc in zip(params, held_out, strict=True):
             state = self._fit_state(x[train], y[train], n_classes, param, rejection)
@@ -222,16 +237,29 @@ class OpenSetClassifier(ABC):
             accuracy = float(np.mean(logits.argmax(axis=1) == y[val]))
             log_loss = float(np.mean(logsumexp(logits, axis=1) - logits[np.arange(len(val)), y[val]]))
             value = held_out_auroc if x_unknown is None else auroc(scores, self._scores(state, x_unknown)[1])
-            results.append({"param": param, "auroc": None if math.isnan(value) else value,
-                            "accuracy": accuracy, "log_loss": log_loss})
-        best = max(results, key=lambda r: (-math.inf if r["auroc"] is None else r["auroc"], r["accuracy"],
-                                           -r["log_loss"]))
-        how = ("validation AUROC against the given unknowns" if x_unknown is not None
-               else "validation AUROC with each known class held out as unknown" if n_classes >= 3
-               else "closed-set validation accuracy (2 classes: no held-out class to play unknown)")
+            results.append(
+                {
+                    "param": param,
+                    "auroc": None if math.isnan(value) else value,
+                    "accuracy": accuracy,
+                    "log_loss": log_loss,
+                }
+            )
+        best = max(
+            results, key=lambda r: (-math.inf if r["auroc"] is None else r["auroc"], r["accuracy"], -r["log_loss"])
+        )
+        how = (
+            "validation AUROC against the given unknowns"
+            if x_unknown is not None
+            else "validation AUROC with each known class held out as unknown"
+            if n_classes >= 3
+            else "closed-set validation accuracy (2 classes: no held-out class to play unknown)"
+        )
         self.param_ = best["param"]
-        self.selection_ = (f"{self._param_name}={self.param_:g} by {how}, then accuracy and log-loss; "
-                           f"{len(train)} train / {len(val)} validation images")
+        self.selection_ = (
+            f"{self._param_name}={self.param_:g} by {how}, then accuracy and log-loss; "
+            f"{len(train)} train / {len(val)} validation images"
+        )
         self.validation_ = results
 
     def _out_of_fold_scores(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -264,15 +292,19 @@ class OpenSetClassifier(ABC):
                 self.validation_labels_ = y_idx.astype(np.int64)
             else:
                 self.param_ = self._fixed_param()
-                self.selection_ = (f"fixed {self._param_name}={self.param_:g}: a class has a single image, "
-                                   "so there is no validation split")
+                self.selection_ = (
+                    f"fixed {self._param_name}={self.param_:g}: a class has a single image, "
+                    "so there is no validation split"
+                )
                 self.validation_ = []
                 self.validation_scores_ = self.validation_labels_ = None
             self.state_ = self._fit_state(x, y_idx, n_classes, self.param_)
         if self.validation_scores_ is None:
             self.threshold_ = -math.inf
-            self.threshold_source_ = ("none: a class has a single image, so no known image can be scored unseen; "
-                                      "every image is accepted unless a threshold is set")
+            self.threshold_source_ = (
+                "none: a class has a single image, so no known image can be scored unseen; "
+                "every image is accepted unless a threshold is set"
+            )
         else:
             self.set_accept_rate(self.accept_rate)
         return self
@@ -287,8 +319,9 @@ class OpenSetClassifier(ABC):
         rejected = min(math.floor((1 - accept_rate) * len(ordered) + 1e-9), len(ordered) - 1)
         self.accept_rate = accept_rate
         self.threshold_ = float(ordered[rejected])
-        self.threshold_source_ = (f"accepts {accept_rate:.1%} of the out-of-fold scores of the "
-                                  f"{len(ordered)} known training images")
+        self.threshold_source_ = (
+            f"accepts {accept_rate:.1%} of the out-of-fold scores of the {len(ordered)} known training images"
+        )
 
     # --- prediction ------------------------------------------------------------------------------------
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -317,8 +350,12 @@ class OpenSetClassifier(ABC):
         if held is None:
             return np.ones(len(scores))
         # conformal_p_value counts calibration scores >= s; here higher is more typical, hence the negation
-        return np.array([conformal_p_value(-s, -(held if labels is None else held[labels == c]))
-                         for c, s in zip(logits.argmax(axis=1), scores, strict=True)])
+        return np.array(
+            [
+                conformal_p_value(-s, -(held if labels is None else held[labels == c]))
+                for c, s in zip(logits.argmax(axis=1), scores, strict=True)
+            ]
+        )
 
     def predict_closed_set(self, X: np.ndarray) -> np.ndarray:
         """The most likely known class of each image, never "unknown"."""
@@ -350,10 +387,17 @@ class OpenSetClassifier(ABC):
             arrays["validation_labels"] = self.validation_labels_
         save_file(arrays, str(folder / "weights.safetensors"))
         info = {
-            "format": FORMAT, "kind": self.kind, "params": self.get_params(), "classes": self.classes_.tolist(),
-            "threshold": self.threshold_ if math.isfinite(self.threshold_) else None, "accept_rate": self.accept_rate,
-            "threshold_source": self.threshold_source_, "hyperparameter": self.param_,
-            "selection": self.selection_, "validation": self.validation_, "metadata": self.metadata,
+            "format": FORMAT,
+            "kind": self.kind,
+            "params": self.get_params(),
+            "classes": self.classes_.tolist(),
+            "threshold": self.threshold_ if math.isfinite(self.threshold_) else None,
+            "accept_rate": self.accept_rate,
+            "threshold_source": self.threshold_source_,
+            "hyperparameter": self.param_,
+            "selection": self.selection_,
+            "validation": self.validation_,
+            "metadata": self.metadata,
         }
         (folder / "classifier.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -364,8 +408,14 @@ class LinearProbe(OpenSetClassifier):
     kind = "linear"
     _param_name = "C"
 
-    def __init__(self, Cs: tuple[float, ...] = DEFAULT_CS, rejection: str = "msp", accept_rate: float = 0.95,
-                 val_fraction: float = 0.2, random_state: int = 0) -> None:
+    def __init__(
+        self,
+        Cs: tuple[float, ...] = DEFAULT_CS,
+        rejection: str = "msp",
+        accept_rate: float = 0.95,
+        val_fraction: float = 0.2,
+        random_state: int = 0,
+    ) -> None:
         super().__init__(rejection, accept_rate, val_fraction, random_state)
         self.Cs = tuple(float(c) for c in Cs)
 
@@ -400,8 +450,14 @@ class KNNClassifier(OpenSetClassifier):
     kind = "knn"
     _param_name = "k"
 
-    def __init__(self, ks: tuple[int, ...] = DEFAULT_KS, rejection: str = "msp", accept_rate: float = 0.95,
-                 val_fraction: float = 0.2, random_state: int = 0) -> None:
+    def __init__(
+        self,
+        ks: tuple[int, ...] = DEFAULT_KS,
+        rejection: str = "msp",
+        accept_rate: float = 0.95,
+        val_fraction: float = 0.2,
+        random_state: int = 0,
+    ) -> None:
         super().__init__(rejection, accept_rate, val_fraction, random_state)
         self.ks = tuple(int(k) for k in ks)
 
@@ -416,8 +472,12 @@ class KNNClassifier(OpenSetClassifier):
         return 1
 
     def _fit_model(self, x: np.ndarray, y: np.ndarray, n_classes: int, param: float) -> Arrays:
-        return {"bank": _l2_normalise(x), "labels": y.astype(np.int64), "n_classes": np.array([n_classes]),
-                "k": np.array([int(param)])}
+        return {
+            "bank": _l2_normalise(x),
+            "labels": y.astype(np.int64),
+            "n_classes": np.array([n_classes]),
+            "k": np.array([int(param)]),
+        }
 
     def _logits(self, model: Arrays, x: np.ndarray) -> np.ndarray:
         similarity = _l2_normalise(x) @ model["bank"].T

@@ -73,54 +73,75 @@ def score_plot(calibration: Calibration, records: Sequence[dict], alpha: float, 
 def operating_point(calibration: Calibration, alpha: float) -> str:
     """The decision rule in words, with the error rates behind it."""
     n = calibration.scores.size
-    text = (f"An image is judged a member when its conformal p-value against the model's own {n} calibration "
-            f"images exceeds α = {alpha}: at most {alpha:.0%} of the model's own images are rejected "
-            f"(threshold: score ≤ {calibration.threshold(alpha):.3g}).")
+    text = (
+        f"An image is judged a member when its conformal p-value against the model's own {n} calibration "
+        f"images exceeds α = {alpha}: at most {alpha:.0%} of the model's own images are rejected "
+        f"(threshold: score ≤ {calibration.threshold(alpha):.3g})."
+    )
     if calibration.reference_scores is not None:
         ref = calibration.reference_scores
         wrongly = float(np.mean(ref <= calibration.threshold(alpha)))
-        text += (f" On the reference real set ({calibration.reference_source}, n = {ref.size}), "
-                 f"{wrongly:.1%} of real images fall under that threshold; images that real images explain as "
-                 "well are reported as inconclusive.")
+        text += (
+            f" On the reference real set ({calibration.reference_source}, n = {ref.size}), "
+            f"{wrongly:.1%} of real images fall under that threshold; images that real images explain as "
+            "well are reported as inconclusive."
+        )
     else:
-        text += (" No reference real images were given, so the rate at which real images are wrongly attributed "
-                 "is not bounded; pass --reference-real to bound it.")
+        text += (
+            " No reference real images were given, so the rate at which real images are wrongly attributed "
+            "is not bounded; pass --reference-real to bound it."
+        )
     return text
 
 
-def write_report(path: str | Path, sections: Sequence[tuple[str, Calibration, Sequence[dict]]], alpha: float,
-                 *, title: str = "imgorigin verification report", labels: dict[str, str] | None = None) -> Path:
+def write_report(
+    path: str | Path,
+    sections: Sequence[tuple[str, Calibration, Sequence[dict]]],
+    alpha: float,
+    *,
+    title: str = "imgorigin verification report",
+    labels: dict[str, str] | None = None,
+) -> Path:
     """Write one HTML file with a section per model: (model id, its calibration, its records)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}td,th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;font-size:13px}.member{color:green}.non-member{color:#1f5fa8}"
-             ".inconclusive{color:#c60}.error{color:#b00}</style>", f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}td,th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd;font-size:13px}.member{color:green}.non-member{color:#1f5fa8}"
+        ".inconclusive{color:#c60}.error{color:#b00}</style>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for model, calibration, records in sections:
         counts = {v: sum(r.get("verdict") == v for r in records) for v in ("member", "non-member", "inconclusive")}
         errors = sum("error" in r for r in records)
-        parts += [f"<h2>{html.escape(model)}</h2>",
-                  f"<p>{html.escape(operating_point(calibration, alpha))}</p>",
-                  f"<p>{len(records)} images: {counts['member']} member, {counts['non-member']} non-member, "
-                  f"{counts['inconclusive']} inconclusive, {errors} unreadable.</p>",
-                  f"<img src='{score_plot(calibration, records, alpha, model)}'>",
-                  "<table><tr><th></th><th>image</th>" + ("<th>source</th>" if labels else "")
-                  + "<th>verdict</th><th>score</th><th>p-value</th><th>p (Grubbs)</th><th>p (real)</th>"
-                  "<th>reasons</th></tr>"]
+        parts += [
+            f"<h2>{html.escape(model)}</h2>",
+            f"<p>{html.escape(operating_point(calibration, alpha))}</p>",
+            f"<p>{len(records)} images: {counts['member']} member, {counts['non-member']} non-member, "
+            f"{counts['inconclusive']} inconclusive, {errors} unreadable.</p>",
+            f"<img src='{score_plot(calibration, records, alpha, model)}'>",
+            "<table><tr><th></th><th>image</th>"
+            + ("<th>source</th>" if labels else "")
+            + "<th>verdict</th><th>score</th><th>p-value</th><th>p (Grubbs)</th><th>p (real)</th>"
+            "<th>reasons</th></tr>",
+        ]
         for r in records:
             name = html.escape(Path(r["path"]).name)
             source = f"<td>{html.escape(labels.get(r['path'], ''))}</td>" if labels else ""
             if "error" in r:
-                parts.append(f"<tr><td></td><td>{name}</td>{source}<td class='error' colspan=6>"
-                             f"{html.escape(r['error'])}</td></tr>")
+                parts.append(
+                    f"<tr><td></td><td>{name}</td>{source}<td class='error' colspan=6>"
+                    f"{html.escape(r['error'])}</td></tr>"
+                )
                 continue
             p_real = "–" if r.get("p_value_real") is None else f"{r['p_value_real']:.3f}"
             parts.append(
                 f"<tr><td><img src='{_thumbnail(r['path'])}'></td><td>{name}</td>{source}"
                 f"<td class='{r['verdict']}'>{r['verdict']}</td><td>{r['score']:.3g}</td>"
                 f"<td>{r['p_value']:.3f}</td><td>{r['p_value_grubbs']:.3g}</td><td>{p_real}</td>"
-                f"<td>{html.escape(', '.join(r['reasons']))}</td></tr>")
+                f"<td>{html.escape(', '.join(r['reasons']))}</td></tr>"
+            )
         parts.append("</table>")
     path.write_text("\n".join(parts))
     return path

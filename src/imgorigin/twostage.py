@@ -68,8 +68,10 @@ class Binding:
             from .zoo.calibrations import calibration_path
 
             return calibration_path(self.model[4:])
-        raise ValueError(f"binding {self.label}={self.model}: give its calibration as "
-                         f"{self.label}={self.model}@CAL (write one with `imgorigin calibrate`)")
+        raise ValueError(
+            f"binding {self.label}={self.model}: give its calibration as "
+            f"{self.label}={self.model}@CAL (write one with `imgorigin calibrate`)"
+        )
 
 
 def load_bindings(classifier_dir: str | Path) -> dict[str, Binding]:
@@ -97,9 +99,17 @@ def save_bindings(classifier_dir: str | Path, classes: Sequence[str], bindings: 
 class TwoStageAttributor:
     """An open-set classifier whose bound classes are confirmed by verification against their models."""
 
-    def __init__(self, classifier: OpenSetClassifier, bindings: dict[str, Binding], *, alpha: float = 0.05,
-                 top_k: int | None = None, min_probability: float = 0.0, device: str = "cpu",
-                 cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        classifier: OpenSetClassifier,
+        bindings: dict[str, Binding],
+        *,
+        alpha: float = 0.05,
+        top_k: int | None = None,
+        min_probability: float = 0.0,
+        device: str = "cpu",
+        cache_dir: str | Path | None = None,
+    ) -> None:
         if not bindings:
             raise ValueError("two-stage attribution needs at least one class bound to a model (--bind LABEL=MODEL)")
         self.classifier, self.bindings, self.alpha = classifier, bindings, alpha
@@ -127,8 +137,10 @@ class TwoStageAttributor:
         ranked = np.argsort(-probabilities, axis=1)
         if self.top_k is not None:
             ranked = ranked[:, : self.top_k]
-        return [[str(classes[j]) for j in row if str(classes[j]) in self.bindings and p[j] >= self.min_probability]
-                for row, p in zip(ranked, probabilities, strict=True)]
+        return [
+            [str(classes[j]) for j in row if str(classes[j]) in self.bindings and p[j] >= self.min_probability]
+            for row, p in zip(ranked, probabilities, strict=True)
+        ]
 
     def attribute(self, features: np.ndarray, paths: Sequence[str], progress: bool = False) -> list[dict]:
         """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images."""
@@ -147,22 +159,50 @@ class TwoStageAttributor:
                     by_label.setdefault(cands[round_], []).append(i)
             for label, rows in by_label.items():
                 verifier = self.verifier(label)
-                scored = score_paths(verifier.generator, verifier.calibration.inversion, [paths[i] for i in rows],
-                                     cache=verifier.cache, progress=progress)
+                scored = score_paths(
+                    verifier.generator,
+                    verifier.calibration.inversion,
+                    [paths[i] for i in rows],
+                    cache=verifier.cache,
+                    progress=progress,
+                )
                 row_of = {paths[i]: i for i in rows}
                 for item in scored:
                     i = row_of[item.image.path]
                     result = decide(item.score, verifier.calibration, self.alpha)
-                    evidence[i][label] = {"score": item.score, "p_value": result["p_value"],
-                                          "p_value_real": result["p_value_real"], "verdict": result["verdict"]}
+                    evidence[i][label] = {
+                        "score": item.score,
+                        "p_value": result["p_value"],
+                        "p_value_real": result["p_value_real"],
+                        "verdict": result["verdict"],
+                    }
                     if result["verdict"] == "member":
                         accepted[i] = label
-        return [self._record(paths[i], probabilities[i], str(feature_labels[i]), float(feature_scores[i]),
-                             float(feature_p[i]), candidates[i], evidence[i], accepted[i])
-                for i in range(len(paths))]
+        return [
+            self._record(
+                paths[i],
+                probabilities[i],
+                str(feature_labels[i]),
+                float(feature_scores[i]),
+                float(feature_p[i]),
+                candidates[i],
+                evidence[i],
+                accepted[i],
+            )
+            for i in range(len(paths))
+        ]
 
-    def _record(self, path: str, probs: np.ndarray, feature_label: str, feature_score: float, feature_p: float,
-                candidates: list[str], evidence: dict[str, dict], accepted: str | None) -> dict:
+    def _record(
+        self,
+        path: str,
+        probs: np.ndarray,
+        feature_label: str,
+        feature_score: float,
+        feature_p: float,
+        candidates: list[str],
+        evidence: dict[str, dict],
+        accepted: str | None,
+    ) -> dict:
         clf = self.classifier
         reasons: list[str] = []
         confidence = float(probs.max())
@@ -189,11 +229,22 @@ class TwoStageAttributor:
         if missing:
             reasons.append("candidate_unreadable")
         return {
-            "path": path, "label": label, "known": label not in REJECTED, "rule": rule,
-            "known_score": known_score, "reasons": reasons, "alpha": self.alpha,
-            "features": {"label": feature_label, "best_known": top, "confidence": confidence,
-                         "rejection_score": feature_score, "threshold": clf.threshold_, "p_value": feature_p,
-                         "scores": dict(zip(clf.classes_.tolist(), probs.tolist(), strict=True))},
+            "path": path,
+            "label": label,
+            "known": label not in REJECTED,
+            "rule": rule,
+            "known_score": known_score,
+            "reasons": reasons,
+            "alpha": self.alpha,
+            "features": {
+                "label": feature_label,
+                "best_known": top,
+                "confidence": confidence,
+                "rejection_score": feature_score,
+                "threshold": clf.threshold_,
+                "p_value": feature_p,
+                "scores": dict(zip(clf.classes_.tolist(), probs.tolist(), strict=True)),
+            },
             "candidates": candidates,
             "verification": {label_: {**e, "model": self.bindings[label_].model} for label_, e in evidence.items()},
         }

@@ -75,8 +75,14 @@ class ScoredImage:
     cached: bool
 
 
-def score_loaded(generator: Generator, config: InversionConfig, images: Sequence[LoadedImage], *,
-                 cache: ScoreCache | None = None, progress: bool = False) -> Iterator[ScoredImage]:
+def score_loaded(
+    generator: Generator,
+    config: InversionConfig,
+    images: Sequence[LoadedImage],
+    *,
+    cache: ScoreCache | None = None,
+    progress: bool = False,
+) -> Iterator[ScoredImage]:
     """Invert loaded images (cached ones are not recomputed), yielding each as soon as it is scored."""
     pending = []
     for image in images:
@@ -90,8 +96,12 @@ def score_loaded(generator: Generator, config: InversionConfig, images: Sequence
     finished: list[tuple[int, float]] = []
     inverter = Inverter(generator, config)
     tensors = torch.stack([img.tensor() for img in pending])
-    result = inverter(tensors, keys=[img.sha256 for img in pending], progress=progress,
-                      callback=lambda i, score, _steps: finished.append((i, score)))
+    result = inverter(
+        tensors,
+        keys=[img.sha256 for img in pending],
+        progress=progress,
+        callback=lambda i, score, _steps: finished.append((i, score)),
+    )
     per_image = result.seconds / len(pending)
     for i, score in finished:
         if cache:
@@ -99,22 +109,36 @@ def score_loaded(generator: Generator, config: InversionConfig, images: Sequence
         yield ScoredImage(pending[i], score, per_image, False)
 
 
-def score_paths(generator: Generator, config: InversionConfig, paths: Sequence[str | Path], *,
-                cache: ScoreCache | None = None, progress: bool = False,
-                on_error: Callable[[str, str], None] | None = None) -> Iterator[ScoredImage]:
+def score_paths(
+    generator: Generator,
+    config: InversionConfig,
+    paths: Sequence[str | Path],
+    *,
+    cache: ScoreCache | None = None,
+    progress: bool = False,
+    on_error: Callable[[str, str], None] | None = None,
+) -> Iterator[ScoredImage]:
     """Load and score image files chunk by chunk; unreadable files go to ``on_error(path, message)``."""
     channels, height, width = generator.image_shape
     for start in range(0, len(paths), CHUNK):
-        loaded, errors = load_images(paths[start:start + CHUNK], channels, (height, width))
+        loaded, errors = load_images(paths[start : start + CHUNK], channels, (height, width))
         for path, message in errors:
             if on_error:
                 on_error(path, message)
         yield from score_loaded(generator, config, loaded, cache=cache, progress=progress)
 
 
-def calibrate(generator: Generator, n: int = 100, *, config: InversionConfig | None = None, seed: int = 0,
-              sample_dir: Sequence[str | Path] | None = None, reference_real: Sequence[str | Path] | None = None,
-              cache_dir: str | Path | None = None, progress: bool = False) -> Calibration:
+def calibrate(
+    generator: Generator,
+    n: int = 100,
+    *,
+    config: InversionConfig | None = None,
+    seed: int = 0,
+    sample_dir: Sequence[str | Path] | None = None,
+    reference_real: Sequence[str | Path] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Calibration:
     """Build a calibration: invert ``n`` of the model's own images and keep their scores.
 
     Images are sampled from the model with ``seed`` and quantised exactly as saving to 8-bit PNG would
@@ -137,8 +161,13 @@ def calibrate(generator: Generator, n: int = 100, *, config: InversionConfig | N
         paths = find_images(reference_real)
         reference = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
     return Calibration(
-        model_id=generator.id, weight_hash=generator.weight_hash(), image_shape=generator.image_shape,
-        inversion=config, scores=np.array(scores), source=source, seed=None if sample_dir else seed,
+        model_id=generator.id,
+        weight_hash=generator.weight_hash(),
+        image_shape=generator.image_shape,
+        inversion=config,
+        scores=np.array(scores),
+        source=source,
+        seed=None if sample_dir else seed,
         reference_scores=None if reference is None else np.array(reference),
         reference_source=None if reference_real is None else ",".join(str(p) for p in reference_real),
     )
@@ -168,16 +197,27 @@ def decide(score: float, calibration: Calibration, alpha: float) -> dict:
     else:
         verdict = "member" if like_model else "non-member"
     return {
-        "p_value": p_model, "p_value_grubbs": p_grubbs, "grubbs_outlier": grubbs_outlier,
-        "p_value_real": p_real, "belongs": verdict == "member", "verdict": verdict, "reasons": reasons,
+        "p_value": p_model,
+        "p_value_grubbs": p_grubbs,
+        "grubbs_outlier": grubbs_outlier,
+        "p_value_real": p_real,
+        "belongs": verdict == "member",
+        "verdict": verdict,
+        "reasons": reasons,
     }
 
 
 class Verifier:
     """A generator bound to its calibration: scores images and turns scores into self-contained records."""
 
-    def __init__(self, generator: Generator, calibration: Calibration, *, alpha: float = 0.05,
-                 cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        calibration: Calibration,
+        *,
+        alpha: float = 0.05,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)
@@ -188,8 +228,10 @@ class Verifier:
     def add_reference_real(self, paths: Sequence[str | Path], progress: bool = False) -> int:
         """Score reference real images (cached) and use them for the second p-value; returns how many."""
         found = find_images(paths)
-        scores = [s.score for s in score_paths(self.generator, self.calibration.inversion, found,
-                                               cache=self.cache, progress=progress)]
+        scores = [
+            s.score
+            for s in score_paths(self.generator, self.calibration.inversion, found, cache=self.cache, progress=progress)
+        ]
         self.calibration.reference_scores = np.sort(np.array(scores))
         self.calibration.reference_source = ",".join(str(p) for p in paths)
         return len(scores)
@@ -198,10 +240,18 @@ class Verifier:
         """The self-contained JSON record for one scored image."""
         image = scored.image
         record = {
-            "path": image.path, "sha256": image.sha256, "width": image.width, "height": image.height,
-            "format": image.format, "mode": image.mode,
-            "model": self.generator.id, "weight_hash": self._weight_hash, "method": METHOD,
-            "version": __version__, "score": scored.score, "alpha": self.alpha,
+            "path": image.path,
+            "sha256": image.sha256,
+            "width": image.width,
+            "height": image.height,
+            "format": image.format,
+            "mode": image.mode,
+            "model": self.generator.id,
+            "weight_hash": self._weight_hash,
+            "method": METHOD,
+            "version": __version__,
+            "score": scored.score,
+            "alpha": self.alpha,
             "threshold": self.calibration.threshold(self.alpha),
         }
         decision = decide(scored.score, self.calibration, self.alpha)
@@ -214,9 +264,14 @@ class Verifier:
     def verify_paths(self, paths: Sequence[str | Path], *, progress: bool = False) -> Iterator[dict]:
         """Records for image files, in completion order; unreadable files yield ``{"path", "error"}``."""
         errors: list[dict] = []
-        for scored in score_paths(self.generator, self.calibration.inversion, list(map(str, paths)),
-                                  cache=self.cache, progress=progress,
-                                  on_error=lambda p, m: errors.append({"path": p, "error": f"{p}: {m}"})):
+        for scored in score_paths(
+            self.generator,
+            self.calibration.inversion,
+            list(map(str, paths)),
+            cache=self.cache,
+            progress=progress,
+            on_error=lambda p, m: errors.append({"path": p, "error": f"{p}: {m}"}),
+        ):
             yield from errors
             errors.clear()
             yield self.record(scored)

@@ -59,8 +59,7 @@ def tpr_at_fpr(members: np.ndarray, others: np.ndarray, fpr: float = 0.01) -> fl
     return float(true_pos[false_pos <= fpr].max())
 
 
-def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float,
-                 floor: float = 0.0) -> dict:
+def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float, floor: float = 0.0) -> dict:
     """AUROC, TPR@1%FPR and conformal-decision accuracy for members vs one non-member set.
 
     Decisions compare scores no finer than ``floor`` (the calibration's quantisation floor for raw MSE)."""
@@ -77,8 +76,9 @@ def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha
     }
 
 
-def reference_loop(generator: Generator, images: torch.Tensor, steps: int = 1500, lr: float = 0.1,
-                   seed: int = 0) -> tuple[np.ndarray, float]:
+def reference_loop(
+    generator: Generator, images: torch.Tensor, steps: int = 1500, lr: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, float]:
     """The official protocol: one image at a time, batch 1, Adam, random init, best MSE over all steps."""
     scores = np.empty(len(images))
     start = time.perf_counter()
@@ -98,8 +98,9 @@ def reference_loop(generator: Generator, images: torch.Tensor, steps: int = 1500
     return scores, (time.perf_counter() - start) / len(images)
 
 
-def histogram(path: Path, model: str, cal: np.ndarray, members: np.ndarray, others: dict[str, np.ndarray],
-              threshold: float) -> None:
+def histogram(
+    path: Path, model: str, cal: np.ndarray, members: np.ndarray, others: dict[str, np.ndarray], threshold: float
+) -> None:
     """Score histograms (log scale) of members and each non-member set, with the α threshold marked."""
     import matplotlib
 
@@ -127,28 +128,46 @@ def histogram(path: Path, model: str, cal: np.ndarray, members: np.ndarray, othe
 
 def markdown(results: dict) -> str:
     """The results table: one row per (model, non-member set, variant)."""
-    lines = ["| model | non-members | score | AUROC | TPR@1%FPR | acc. @α | members acc. | non-members acc. | s/img |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | non-members | score | AUROC | TPR@1%FPR | acc. @α | members acc. | non-members acc. | s/img |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for model, entry in results["models"].items():
         for other, by_variant in entry["pairs"].items():
             for name, m in by_variant.items():
-                lines.append(f"| {model} | {other} | {name} | {m['auroc']:.4f} | {m['tpr_at_1_fpr']:.3f} | "
-                             f"{m['accuracy']:.3f} | {m['members_accepted']:.2f} | {m['non_members_accepted']:.2f} | "
-                             f"{entry['seconds_per_image']:.3f} |")
+                lines.append(
+                    f"| {model} | {other} | {name} | {m['auroc']:.4f} | {m['tpr_at_1_fpr']:.3f} | "
+                    f"{m['accuracy']:.3f} | {m['members_accepted']:.2f} | {m['non_members_accepted']:.2f} | "
+                    f"{entry['seconds_per_image']:.3f} |"
+                )
     ref = results.get("reference_loop")
     if ref:
         lines += ["", f"| engine (model {ref['model']}) | images | s/img | img/s | AUROC |", "|---|---|---|---|---|"]
         for name in ("reference", "batched"):
             r = ref[name]
-            lines.append(f"| {r['label']} | {ref['n']} | {r['seconds_per_image']:.3f} | "
-                         f"{1 / r['seconds_per_image']:.2f} | {r['auroc']:.4f} |")
+            lines.append(
+                f"| {r['label']} | {ref['n']} | {r['seconds_per_image']:.3f} | "
+                f"{1 / r['seconds_per_image']:.2f} | {r['auroc']:.4f} |"
+            )
         lines.append(f"\nspeed-up: {ref['speedup']:.1f}×, AUROC difference {ref['auroc_difference']:+.4f}")
     return "\n".join(lines) + "\n"
 
 
-def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real: int, n_other: int,
-        alpha: float, config: InversionConfig | None, reference_model: str | None, n_reference: int,
-        device: str, log=print) -> dict:
+def run(
+    models: list[str],
+    out_dir: Path,
+    *,
+    n_cal: int,
+    n_members: int,
+    n_real: int,
+    n_other: int,
+    alpha: float,
+    config: InversionConfig | None,
+    reference_model: str | None,
+    n_reference: int,
+    device: str,
+    log=print,
+) -> dict:
     """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model.
 
     ``config`` None: each model's shipped inversion settings (those of its shipped calibration)."""
@@ -164,10 +183,18 @@ def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real:
             others[name] = quantize_8bit(zoo.sample(name, n_other, seed=OTHER_SEED, device=device)).cpu()
         except FileNotFoundError as exc:  # weights not shipped in this checkout: say so, measure the rest
             log(f"skipping {name} as a non-member source: {exc}")
-    results: dict = {"settings": {"n_cal": n_cal, "n_members": n_members, "n_real": int(len(real)),
-                                  "n_other": n_other, "alpha": alpha,
-                                  "device": device, "torch_threads": torch.get_num_threads()},
-                     "models": {}}
+    results: dict = {
+        "settings": {
+            "n_cal": n_cal,
+            "n_members": n_members,
+            "n_real": int(len(real)),
+            "n_other": n_other,
+            "alpha": alpha,
+            "device": device,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "models": {},
+    }
     for model in models:
         gen = zoo.load(model, device=device)
         model_config = config or inversion_config(model)
@@ -176,31 +203,58 @@ def run(models: list[str], out_dir: Path, *, n_cal: int, n_members: int, n_real:
         members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), model_config)
         sets = {"real": invert_set(gen, real, model_config)}
         sets.update({name: invert_set(gen, imgs, model_config) for name, imgs in others.items() if name != model})
-        calibration = Calibration(model_id=model, weight_hash=gen.weight_hash(), image_shape=gen.image_shape,
-                                  inversion=model_config, scores=cal.scores)
-        pairs = {name: {v: pair_metrics(np.sort(variant(cal, v)), variant(members, v), variant(s, v), alpha,
-                                        calibration.floor if v == "raw" else 0.0)
-                        for v in VARIANTS} for name, s in sets.items()}
+        calibration = Calibration(
+            model_id=model,
+            weight_hash=gen.weight_hash(),
+            image_shape=gen.image_shape,
+            inversion=model_config,
+            scores=cal.scores,
+        )
+        pairs = {
+            name: {
+                v: pair_metrics(
+                    np.sort(variant(cal, v)),
+                    variant(members, v),
+                    variant(s, v),
+                    alpha,
+                    calibration.floor if v == "raw" else 0.0,
+                )
+                for v in VARIANTS
+            }
+            for name, s in sets.items()
+        }
         timed = [members, *sets.values()]
         seconds = sum(s.seconds * len(s.scores) for s in timed) / sum(len(s.scores) for s in timed)
-        histogram(out_dir / f"{model}.png", model, cal.scores, members.scores,
-                  {k: v.scores for k, v in sets.items()}, calibration.threshold(alpha))
-        results["models"][model] = {"inversion": model_config.to_dict(), "pairs": pairs, "seconds_per_image": seconds,
-                                    "median_member_score": float(np.median(members.scores)),
-                                    "median_real_score": float(np.median(sets["real"].scores))}
+        histogram(
+            out_dir / f"{model}.png",
+            model,
+            cal.scores,
+            members.scores,
+            {k: v.scores for k, v in sets.items()},
+            calibration.threshold(alpha),
+        )
+        results["models"][model] = {
+            "inversion": model_config.to_dict(),
+            "pairs": pairs,
+            "seconds_per_image": seconds,
+            "median_member_score": float(np.median(members.scores)),
+            "median_real_score": float(np.median(sets["real"].scores)),
+        }
         worst = min(p["raw"]["auroc"] for p in pairs.values())
         log(f"{model}: worst raw AUROC {worst:.4f}, {seconds:.3f} s/img")
     if reference_model:
         reference_config = config or inversion_config(reference_model)
-        results["reference_loop"] = compare_reference(zoo.load(reference_model, device=device), reference_model,
-                                                      real, n_reference, reference_config, log)
+        results["reference_loop"] = compare_reference(
+            zoo.load(reference_model, device=device), reference_model, real, n_reference, reference_config, log
+        )
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out_dir / "results.md").write_text(markdown(results))
     return results
 
 
-def compare_reference(gen: Generator, model: str, real: torch.Tensor, n: int, config: InversionConfig,
-                      log=print) -> dict:
+def compare_reference(
+    gen: Generator, model: str, real: torch.Tensor, n: int, config: InversionConfig, log=print
+) -> dict:
     """Per-image reference loop vs the batched engine on the same n members + n real images."""
     images = torch.cat([quantize_8bit(gen.sample(n, seed=MEMBER_SEED + 1)), real[:n]])
     labels = np.r_[np.ones(n), np.zeros(len(images) - n)]
@@ -208,14 +262,22 @@ def compare_reference(gen: Generator, model: str, real: torch.Tensor, n: int, co
     batched = invert_set(gen, images, config)
     ref_auc = float(roc_auc_score(labels, -ref_scores))
     new_auc = float(roc_auc_score(labels, -batched.scores))
-    log(f"reference loop {ref_seconds:.2f} s/img AUROC {ref_auc:.4f}; batched {batched.seconds:.3f} s/img "
-        f"AUROC {new_auc:.4f}")
-    return {"model": model, "n": int(len(images)),
-            "reference": {"label": "per-image reference (batch 1, Adam lr 0.1, 1500 steps, random init)",
-                          "seconds_per_image": ref_seconds, "auroc": ref_auc},
-            "batched": {"label": "batched engine (defaults)", "seconds_per_image": batched.seconds,
-                        "auroc": new_auc},
-            "speedup": ref_seconds / batched.seconds, "auroc_difference": new_auc - ref_auc}
+    log(
+        f"reference loop {ref_seconds:.2f} s/img AUROC {ref_auc:.4f}; batched {batched.seconds:.3f} s/img "
+        f"AUROC {new_auc:.4f}"
+    )
+    return {
+        "model": model,
+        "n": int(len(images)),
+        "reference": {
+            "label": "per-image reference (batch 1, Adam lr 0.1, 1500 steps, random init)",
+            "seconds_per_image": ref_seconds,
+            "auroc": ref_auc,
+        },
+        "batched": {"label": "batched engine (defaults)", "seconds_per_image": batched.seconds, "auroc": new_auc},
+        "speedup": ref_seconds / batched.seconds,
+        "auroc_difference": new_auc - ref_auc,
+    }
 
 
 def data_real(data, n: int) -> torch.Tensor:

@@ -14,8 +14,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks that produce the README's tables (long; not part of the tests).",
-                        no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that produce the README's tables (long; not part of the tests).", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 
 #: Modules under imgorigin.cli that define ``register(app, bench_app)``; each adds its own commands.

@@ -9,8 +9,10 @@ import typer
 
 from .common import fail
 
-BIND_HELP = ("LABEL=MODEL or LABEL=MODEL@CALIBRATION: confirm class LABEL by verification against MODEL (any "
-             "form `verify` accepts; zoo models use their shipped calibration). Repeatable.")
+BIND_HELP = (
+    "LABEL=MODEL or LABEL=MODEL@CALIBRATION: confirm class LABEL by verification against MODEL (any "
+    "form `verify` accepts; zoo models use their shipped calibration). Repeatable."
+)
 
 
 def bind(

@@ -7,8 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present, else CPU), cpu, cuda, "
-                                             "cuda:N.")]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")]
 
 
 def resolve_device(device: str) -> str:

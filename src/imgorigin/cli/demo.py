@@ -17,7 +17,8 @@ DEMO_SEED = 7
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo images, records and report.")] = Path(
-        "imgorigin-demo"),
+        "imgorigin-demo"
+    ),
     per_source: Annotated[int, typer.Option(help="Images per source.")] = 4,
     alpha: Annotated[float, typer.Option(help="Significance level of the decisions.")] = 0.05,
     device: DeviceOpt = "auto",
@@ -41,8 +42,11 @@ def demo(
     images_dir.mkdir(parents=True, exist_ok=True)
     source_of: dict[str, str] = {}
     for source in DEMO_SOURCES:
-        images = (data.subset_images()[:per_source] if source == "real"
-                  else zoo.sample(source, per_source, seed=DEMO_SEED, device=device))
+        images = (
+            data.subset_images()[:per_source]
+            if source == "real"
+            else zoo.sample(source, per_source, seed=DEMO_SEED, device=device)
+        )
         for i, image in enumerate(images):
             path = images_dir / f"{source}_{i}.png"
             save_png(image.cpu(), path)

@@ -55,8 +55,10 @@ def calibrate(
     distance: Annotated[str, typer.Option(help="Reconstruction distance: mse, l1, ssim.")] = "mse",
     refine_steps: Annotated[
         int,
-        typer.Option(help="Most Levenberg-Marquardt iterations after Adam (MSE, latents <= --refine-max-dim "
-                     "values); 0: Adam only."),
+        typer.Option(
+            help="Most Levenberg-Marquardt iterations after Adam (MSE, latents <= --refine-max-dim "
+            "values); 0: Adam only."
+        ),
     ] = 60,
     refine_after: Annotated[int, typer.Option(help="Adam steps before the refinement takes over.")] = 25,
     refine_max_dim: Annotated[

@@ -31,8 +31,10 @@ def list_models() -> None:
             typer.echo(f"{name:<11} (weights not shipped in this checkout)")
             continue
         fd = card.get("quality", {}).get("frechet_distance")
-        typer.echo(f"{name:<11} {card.get('family', ''):<28} latent {card.get('latent_shape')}  "
-                   f"{card.get('parameters', '?')} params  FD {fd if fd is not None else 'n/a'}")
+        typer.echo(
+            f"{name:<11} {card.get('family', ''):<28} latent {card.get('latent_shape')}  "
+            f"{card.get('parameters', '?')} params  FD {fd if fd is not None else 'n/a'}"
+        )
 
 
 @zoo_app.command("sample")
@@ -74,10 +76,13 @@ def train(
 
 @zoo_app.command("calibrate")
 def calibrate_zoo(
-    names: Annotated[list[str] | None, typer.Argument(help="Zoo models (default: all that ship a calibration; "
-                                                           "ddpm does not, see the README).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder (default: the package's shipped "
-                                                                 "calibration folder).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Zoo models (default: all that ship a calibration; ddpm does not, see the README)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder (default: the package's shipped calibration folder).")
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Rebuild the shipped calibration files (each model's shipped inversion settings, fixed seed)."""
@@ -89,8 +94,9 @@ def calibrate_zoo(
     for name in names or [n for n in zoo.list_models() if n not in NOT_CALIBRATED]:
         _check(name)
         generator = zoo.load(name, device=resolve_device(device))
-        calibration = calibrate(generator, SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED,
-                                progress=progress_enabled())
+        calibration = calibrate(
+            generator, SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED, progress=progress_enabled()
+        )
         path = calibration.save(target / f"{name}.json")
         typer.echo(f"{name}: {calibration.scores.size} scores -> {path}", err=True)
 

@@ -13,8 +13,12 @@ from .base import Backbone, BackboneError
 
 #: family -> (module, class, whether the name needs ":SOURCE", one-line description)
 _FAMILIES: dict[str, tuple[str, str, bool, str]] = {
-    "efficientnet-lite0": ("efficientnet", "EfficientNetLite0Backbone", False,
-                           "EfficientNet-Lite0, ImageNet weights shipped with the package (default)"),
+    "efficientnet-lite0": (
+        "efficientnet",
+        "EfficientNetLite0Backbone",
+        False,
+        "EfficientNet-Lite0, ImageNet weights shipped with the package (default)",
+    ),
     "spectrum": ("spectrum", "SpectrumBackbone", False, "Fourier spectrum of the noise residual, no weights"),
     "clip": ("vit", "ViTBackbone", True, "CLIP vision transformer from a local directory or offline HF cache"),
     "dinov2": ("vit", "ViTBackbone", True, "DINOv2 vision transformer from a local directory or offline HF cache"),

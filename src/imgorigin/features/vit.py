@@ -85,9 +85,7 @@ class ViTBackbone(Backbone):
         _, mean, std = FAMILIES[family]
         self.mean = tuple(processor.get("image_mean", mean))
         self.std = tuple(processor.get("image_std", std))
-        self.size = (
-            _side(processor.get("crop_size")) or _side(processor.get("size")) or _side(config.image_size)
-        )
+        self.size = _side(processor.get("crop_size")) or _side(processor.get("size")) or _side(config.image_size)
         depth = config.num_hidden_layers
         self.layer_dims = {str(k): config.hidden_size for k in range(1, depth + 1)}
         self.default_layer = str(round(2 * depth / 3))

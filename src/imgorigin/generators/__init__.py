@@ -5,5 +5,4 @@ from .loading import ModelSpecError, load_generator
 from .torch_module import ModuleGenerator
 from .torchscript import TorchScriptError, load_torchscript
 
-__all__ = ["Generator", "ModelSpecError", "ModuleGenerator", "TorchScriptError", "load_generator",
-           "load_torchscript"]
+__all__ = ["Generator", "ModelSpecError", "ModuleGenerator", "TorchScriptError", "load_generator", "load_torchscript"]

@@ -25,8 +25,9 @@ class AutoencoderGenerator(Generator):
     it so that calibration images are the model's real outputs; without it, latents are standard normal.
     """
 
-    def __init__(self, vae: torch.nn.Module, *, id: str = "autoencoder",
-                 latent_sampler: LatentSampler | None = None) -> None:
+    def __init__(
+        self, vae: torch.nn.Module, *, id: str = "autoencoder", latent_sampler: LatentSampler | None = None
+    ) -> None:
         super().__init__()
         self.vae = vae
         self.id = id

@@ -17,8 +17,7 @@ from .torch_module import to_unit_range
 class DDIMGenerator(Generator):
     """A diffusers ``UNet2DModel`` plus a ``DDIMScheduler``, sampled deterministically in k steps."""
 
-    def __init__(self, unet: torch.nn.Module, scheduler, num_inference_steps: int = 20, *,
-                 id: str = "ddim") -> None:
+    def __init__(self, unet: torch.nn.Module, scheduler, num_inference_steps: int = 20, *, id: str = "ddim") -> None:
         super().__init__()
         self.unet = unet
         self.scheduler = scheduler

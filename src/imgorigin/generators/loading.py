@@ -67,8 +67,7 @@ def load_factory(spec: str) -> Generator:
     if isinstance(made, Generator):
         return made
     if isinstance(made, torch.nn.Module) and hasattr(made, "latent_shape"):
-        return ModuleGenerator(made, made.latent_shape, id=spec,
-                               output_range=getattr(made, "output_range", "tanh"))
+        return ModuleGenerator(made, made.latent_shape, id=spec, output_range=getattr(made, "output_range", "tanh"))
     raise ModelSpecError(
         f"MODEL {spec!r}: the factory returned {type(made).__name__}; it must return an imgorigin Generator "
         "or a torch.nn.Module with a 'latent_shape' attribute"
@@ -99,16 +98,16 @@ def load_diffusers(source: str | Path, *, ddim_steps: int | None = None) -> Gene
             scheduler = diffusers.DDIMScheduler.from_pretrained(str(scheduler_dir), **kwargs)
             return _ddim(unet, scheduler, ddim_steps, str(source))
     except OSError as exc:
-        raise ModelSpecError(f"MODEL {source}: could not load offline ({exc}). Copy the model folder here "
-                             "and pass its path.") from exc
+        raise ModelSpecError(
+            f"MODEL {source}: could not load offline ({exc}). Copy the model folder here and pass its path."
+        ) from exc
     raise ModelSpecError(
         f"MODEL {source}: a directory without a diffusers model (config.json of class {AUTOENCODER_CLASSES} or "
         "UNet2DModel, or a pipeline with model_index.json)"
     )
 
 
-def _load_pipeline_parts(diffusers, source: str, index: dict | None, ddim_steps: int | None,
-                         kwargs: dict) -> Generator:
+def _load_pipeline_parts(diffusers, source: str, index: dict | None, ddim_steps: int | None, kwargs: dict) -> Generator:
     """A pipeline: its VAE when it has one (latent diffusion), else its UNet through DDIM (pixel diffusion)."""
     from .autoencoder import AutoencoderGenerator
 

@@ -10,8 +10,8 @@ SHIPPED_SAMPLES = 200
 #: Zoo models shipped without a calibration, and why (named in the error a user gets).
 NOT_CALIBRATED: dict[str, str] = {
     "ddpm": "verification does not work on it yet: inverting x_T through its 10-step DDIM chain (200 Adam steps, "
-            "DDIM-inversion or random start) reconstructs real images better than the model's own samples "
-            "(benchmark AUROC 0.05, see the README)",
+    "DDIM-inversion or random start) reconstructs real images better than the model's own samples "
+    "(benchmark AUROC 0.05, see the README)",
 }
 #: Seed of the calibration samples; benchmarks draw members with other seeds so they never overlap.
 SHIPPED_SEED = 1_000
@@ -48,9 +48,13 @@ def calibration_path(name: str) -> Path:
     get_recipe(name)
     path = calibration_dir() / f"{name}.json"
     if name in NOT_CALIBRATED:
-        raise FileNotFoundError(f"zoo:{name} ships without a calibration: {NOT_CALIBRATED[name]}. To try it anyway: "
-                                f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL")
+        raise FileNotFoundError(
+            f"zoo:{name} ships without a calibration: {NOT_CALIBRATED[name]}. To try it anyway: "
+            f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL"
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"no shipped calibration for zoo:{name} at {path}; make one with "
-                                f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL")
+        raise FileNotFoundError(
+            f"no shipped calibration for zoo:{name} at {path}; make one with "
+            f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL"
+        )
     return path

@@ -146,8 +146,9 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
 
 
-def load_weights(module: torch.nn.Module, path: str | os.PathLike,
-                 device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_weights(
+    module: torch.nn.Module, path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """Load safetensors weights into ``module``; returns it on ``device`` in eval mode."""
     from safetensors.torch import load_file
 

@@ -155,8 +155,10 @@ def weight_files(cfg: VAEConfig) -> list[str]:
 
 def load_modules(cfg: VAEConfig, weights_dir: Path, device: str | torch.device = "cpu"):
     root = Path(weights_dir) / cfg.name
-    return (load_weights(VAEDecoder(cfg.latent_dim, cfg.width), root / "decoder.safetensors", device),
-            load_weights(VAEEncoder(cfg.latent_dim, cfg.width), root / "encoder.safetensors", device))
+    return (
+        load_weights(VAEDecoder(cfg.latent_dim, cfg.width), root / "decoder.safetensors", device),
+        load_weights(VAEEncoder(cfg.latent_dim, cfg.width), root / "encoder.safetensors", device),
+    )
 
 
 def load(cfg: VAEConfig, weights_dir: Path, device: str | torch.device = "cpu"):
