@@ -12,8 +12,8 @@ import torch
 
 from imgorigin import zoo
 from imgorigin.images import quantize_8bit
-from imgorigin.inversion import InversionConfig, invert
 from imgorigin.metrics import auroc
+from imgorigin.verification.inversion import InversionConfig, invert
 from imgorigin.zoo import data
 
 N = 10

@@ -10,8 +10,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from imgorigin import zoo
-from imgorigin.generators.loading import load_generator
 from imgorigin.images import quantize_8bit, save_png
+from imgorigin.verification.generators.loading import load_generator
 from imgorigin.zoo import data
 
 #: model -> (latent size, the two other zoo generators whose samples are non-members)

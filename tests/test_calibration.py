@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from imgorigin.calibration import (
+from imgorigin.verification.calibration import (
     QUANTISATION_FLOOR,
     Calibration,
     CalibrationError,
@@ -16,8 +16,8 @@ from imgorigin.calibration import (
     grubbs_critical_value,
     grubbs_test,
 )
-from imgorigin.inversion import InversionConfig
-from imgorigin.verification import decide
+from imgorigin.verification.inversion import InversionConfig
+from imgorigin.verification.verifier import decide
 
 
 def make(scores, reference=None) -> Calibration:

@@ -230,8 +230,8 @@ def test_usage_errors_exit_2(data, tmp_path):
 def test_every_option_has_help_and_rejections_match_the_library():
     import typer
 
+    from imgorigin.attribution.openset import REJECTIONS
     from imgorigin.cli.attribute import Rejection
-    from imgorigin.openset import REJECTIONS
 
     assert tuple(r.value for r in Rejection) == REJECTIONS
     group = typer.main.get_command(app)

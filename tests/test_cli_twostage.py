@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from imgorigin.cli import app
-from imgorigin.generators import load_generator
 from imgorigin.images import save_png
-from imgorigin.inversion import InversionConfig
-from imgorigin.verification import calibrate
+from imgorigin.verification.generators import load_generator
+from imgorigin.verification.inversion import InversionConfig
+from imgorigin.verification.verifier import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
 FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=32, search_candidates=8)

@@ -10,8 +10,8 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from imgorigin.cli import app
-from imgorigin.generators import load_generator
 from imgorigin.images import save_png
+from imgorigin.verification.generators import load_generator
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
 FAST = ["--steps", "150", "--restarts", "2", "--patience", "30", "--batch-size", "32"]

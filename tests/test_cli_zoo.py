@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from imgorigin import zoo
-from imgorigin.calibration import Calibration
 from imgorigin.cli import app
 from imgorigin.images import load_image, quantize_8bit, save_png
+from imgorigin.verification.calibration import Calibration
 from imgorigin.zoo.calibrations import SHIPPED_SAMPLES, calibration_dir, calibration_path, inversion_config
 
 runner = CliRunner()

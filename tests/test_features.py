@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from imgorigin.features import BackboneError, create_backbone, list_backbones
-from imgorigin.features.efficientnet import EfficientNetLite0, shipped_weights_path
+from imgorigin.attribution.features import BackboneError, create_backbone, list_backbones
+from imgorigin.attribution.features.efficientnet import EfficientNetLite0, shipped_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def _count_calls(backbone, monkeypatch) -> list[int]:
 
 
 def test_cache_second_run_never_calls_the_backbone(image_folder, tmp_path, monkeypatch):
-    from imgorigin.features import embed_paths
+    from imgorigin.attribution.features import embed_paths
     from imgorigin.images import find_images, load_image
 
     spectrum = create_backbone("spectrum")
@@ -196,7 +196,7 @@ def test_cache_second_run_never_calls_the_backbone(image_folder, tmp_path, monke
 
 
 def test_cache_keys_separate_layers_and_embed_several_layers_in_one_pass(image_folder, tmp_path, monkeypatch):
-    from imgorigin.features import embed_paths, embed_paths_layers
+    from imgorigin.attribution.features import embed_paths, embed_paths_layers
 
     spectrum = create_backbone("spectrum")
     calls = _count_calls(spectrum, monkeypatch)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgorigin.generators import ModelSpecError, TorchScriptError, load_generator
-from imgorigin.generators.autoencoder import AutoencoderGenerator
-from imgorigin.generators.ddim import DDIMGenerator
-from imgorigin.inversion import InversionConfig, invert
+from imgorigin.verification.generators import ModelSpecError, TorchScriptError, load_generator
+from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
+from imgorigin.verification.generators.ddim import DDIMGenerator
+from imgorigin.verification.inversion import InversionConfig, invert
 from tiny_models import TinyGenerator, save_torchscript
 
 diffusers = pytest.importorskip("diffusers")

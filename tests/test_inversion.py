@@ -7,10 +7,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from imgorigin.distances import l1, mse, ssim_distance
-from imgorigin.generators import ModuleGenerator
 from imgorigin.images import quantize_8bit
-from imgorigin.inversion import InversionConfig, Inverter, invert
+from imgorigin.verification.distances import l1, mse, ssim_distance
+from imgorigin.verification.generators import ModuleGenerator
+from imgorigin.verification.inversion import InversionConfig, Inverter, invert
 from tiny_models import TinyGenerator, real_like
 
 FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=16, search_candidates=8)

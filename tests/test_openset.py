@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from imgorigin.attribution.openset import KNN_TEMPERATURE, REJECTIONS, KNNClassifier, LinearProbe, load_classifier
 from imgorigin.metrics import auroc, closed_set_accuracy
-from imgorigin.openset import KNN_TEMPERATURE, REJECTIONS, KNNClassifier, LinearProbe, load_classifier
 
 DIM = 16
 CENTRES = np.random.default_rng(0).normal(0, 2.0, (6, DIM))  # classes a, b, c, d known; 4 and 5 unknown
@@ -176,7 +176,7 @@ def test_input_checks():
 def test_mahalanobis_low_rank_form_equals_the_explicit_shrunk_precision():
     from sklearn.covariance import ledoit_wolf
 
-    from imgorigin.openset import _fit_mahalanobis, _mahalanobis_score
+    from imgorigin.attribution.openset import _fit_mahalanobis, _mahalanobis_score
 
     rng = np.random.default_rng(12)
     for n, dim in [(30, 50), (200, 20)]:  # fewer and more images than dimensions

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 
-from imgorigin.calibration import Calibration
 from imgorigin.images import save_png
-from imgorigin.inversion import InversionConfig
 from imgorigin.records import RecordWriter, read_done, read_records
 from imgorigin.report import operating_point, write_report
-from imgorigin.verification import decide
+from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.inversion import InversionConfig
+from imgorigin.verification.verifier import decide
 
 
 def test_writer_resumes_and_ignores_a_cut_off_line(tmp_path):

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgorigin.generators import load_generator
+from imgorigin.attribution.openset import LinearProbe
 from imgorigin.images import save_png
-from imgorigin.inversion import InversionConfig
-from imgorigin.openset import LinearProbe
 from imgorigin.twostage import Binding, TwoStageAttributor, load_bindings, save_bindings
-from imgorigin.verification import calibrate
+from imgorigin.verification.generators import load_generator
+from imgorigin.verification.inversion import InversionConfig
+from imgorigin.verification.verifier import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
 FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=32, search_candidates=8, prune_after=0)

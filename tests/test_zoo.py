@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import imgorigin.zoo as zoo
-from imgorigin.generators import Generator
 from imgorigin.images import quantize_8bit
+from imgorigin.verification.generators import Generator
 from imgorigin.zoo import data, quality
 from imgorigin.zoo.common import sha256_file
 

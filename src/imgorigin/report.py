@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration
+from imgorigin.verification.calibration import Calibration
 
 THUMB = 56
 

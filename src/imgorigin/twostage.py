@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibration
-from .openset import OpenSetClassifier
-from .verification import Verifier, decide, score_paths
+from imgorigin.attribution.openset import OpenSetClassifier
+from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.verifier import Verifier, decide, score_paths
 
 BINDINGS_FILE = "bindings.json"
 UNKNOWN = "unknown"
@@ -65,7 +65,7 @@ class Binding:
         if self.calibration:
             return Path(self.calibration)
         if self.model.startswith("zoo:"):
-            from .zoo.calibrations import calibration_path
+            from imgorigin.zoo.calibrations import calibration_path
 
             return calibration_path(self.model[4:])
         raise ValueError(
@@ -122,7 +122,7 @@ class TwoStageAttributor:
     def verifier(self, label: str) -> Verifier:
         """The loaded generator and calibration of a bound class (loaded once)."""
         if label not in self._verifiers:
-            from .generators import load_generator
+            from imgorigin.verification.generators import load_generator
 
             binding = self.bindings[label]
             generator = load_generator(binding.model, device=self.device)

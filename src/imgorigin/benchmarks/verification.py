@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ..calibration import Calibration, conformal_p_value
-from ..complexity import complexity_calibrated
-from ..distances import mse
-from ..generators.base import Generator
-from ..images import quantize_8bit
-from ..inversion import InversionConfig, Inverter, image_key
+from imgorigin.images import quantize_8bit
+from imgorigin.verification.calibration import Calibration, conformal_p_value
+from imgorigin.verification.complexity import complexity_calibrated
+from imgorigin.verification.distances import mse
+from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
 
 CAL_SEED = 1_000
 MEMBER_SEED = 2_000
@@ -171,9 +171,9 @@ def run(
     """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model.
 
     ``config`` None: each model's shipped inversion settings (those of its shipped calibration)."""
-    from .. import zoo
-    from ..zoo import data
-    from ..zoo.calibrations import inversion_config
+    from imgorigin import zoo
+    from imgorigin.zoo import data
+    from imgorigin.zoo.calibrations import inversion_config
 
     out_dir.mkdir(parents=True, exist_ok=True)
     real = data_real(data, n_real)

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import numpy as np
 import typer
 
-from .bind import BIND_HELP, apply_bindings
-from .common import DeviceOpt, fail, progress_enabled, resolve_device
+from imgorigin.cli.bind import BIND_HELP, apply_bindings
+from imgorigin.cli.common import DeviceOpt, fail, progress_enabled, resolve_device
 
 if TYPE_CHECKING:
-    from ..features import Backbone
-    from ..features.cache import Embedded
-    from ..openset import OpenSetClassifier
-    from ..twostage import Binding, TwoStageAttributor
+    from imgorigin.attribution.features import Backbone
+    from imgorigin.attribution.features.cache import Embedded
+    from imgorigin.attribution.openset import OpenSetClassifier
+    from imgorigin.twostage import Binding, TwoStageAttributor
 
 T = TypeVar("T")
 
-# Spelled out rather than imported from imgorigin.openset, which would load scikit-learn for every command.
+# Spelled out rather than imported from imgorigin.attribution.openset, which would load scikit-learn for every command.
 Classifier = Enum("Classifier", {"linear": "linear", "knn": "knn"}, type=str)
 Rejection = Enum("Rejection", {name: name for name in ("msp", "maxlogit", "energy", "mahalanobis", "knn")}, type=str)
 
@@ -89,7 +89,7 @@ AlphaOpt = Annotated[
 
 def _class_folders(root: Path) -> dict[str, list[Path]]:
     """Images of each class: one label per non-hidden sub-folder of root (searched recursively)."""
-    from ..images import ImageError, find_images
+    from imgorigin.images import ImageError, find_images
 
     if not root.is_dir():
         fail(f"{root} is not a folder")
@@ -106,7 +106,7 @@ def _class_folders(root: Path) -> dict[str, list[Path]]:
 
 def _backbone(name: str, device: str, expected_id: str | None = None) -> Backbone:
     """Create a backbone, turning a missing model or a weights mismatch into a clean exit."""
-    from ..features import BackboneError, create_backbone
+    from imgorigin.attribution.features import BackboneError, create_backbone
 
     try:
         backbone = create_backbone(name, device=resolve_device(device))
@@ -125,7 +125,7 @@ def _warn_skipped(errors: list[tuple[str, str]]) -> None:
 
 def _embed(backbone: Backbone, paths: list[Path], layer: str, cache_dir: Path | None, batch_size: int) -> Embedded:
     """Features through the cache, with unreadable images reported on stderr and returned as errors."""
-    from ..features import embed_paths
+    from imgorigin.attribution.features import embed_paths
 
     result = embed_paths(
         backbone, paths, layer, cache_dir=cache_dir, batch_size=batch_size, progress=progress_enabled()
@@ -136,7 +136,7 @@ def _embed(backbone: Backbone, paths: list[Path], layer: str, cache_dir: Path | 
 
 def _load_classifier(path: Path, threshold: float | None) -> OpenSetClassifier:
     """A saved classifier, with an optional threshold override."""
-    from ..openset import load_classifier
+    from imgorigin.attribution.openset import load_classifier
 
     try:
         classifier = load_classifier(path)
@@ -204,8 +204,8 @@ def fit(
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit an open-set classifier on labelled folders: features from a frozen backbone + a light classifier."""
-    from ..images import ImageError, find_images
-    from ..openset import CLASSIFIERS
+    from imgorigin.attribution.openset import CLASSIFIERS
+    from imgorigin.images import ImageError, find_images
 
     _parse_bindings(bind or [])  # fail on a malformed --bind before any fitting is done
     classes = _class_folders(train_dir)
@@ -248,7 +248,7 @@ def fit(
 
 def _parse_bindings(texts: list[str]) -> dict[str, Binding]:
     """--bind options by label, each with a calibration it can find; a clean exit on a malformed one."""
-    from ..twostage import Binding
+    from imgorigin.twostage import Binding
 
     try:
         bindings = [Binding.parse(text) for text in texts]
@@ -291,8 +291,8 @@ def attribute(
     verification (p-values per verified class). Exit status 1 when some images could not be read (their
     records hold "error").
     """
-    from ..images import ImageError, find_images
-    from ..records import RecordWriter
+    from imgorigin.images import ImageError, find_images
+    from imgorigin.records import RecordWriter
 
     model = _load_classifier(classifier_dir, threshold)
     two_stage = _two_stage(classifier_dir, model, alpha, top_k, min_probability, device, cache_dir) if confirm else None
@@ -329,7 +329,7 @@ def _two_stage(
     cache_dir: Path | None,
 ) -> TwoStageAttributor:
     """The classifier with the bindings stored beside it, or a clean exit when none is bound."""
-    from ..twostage import load_bindings
+    from imgorigin.twostage import load_bindings
 
     try:
         bindings = load_bindings(classifier_dir)
@@ -353,8 +353,8 @@ def _attributor(
     cache_dir: Path | None,
 ) -> TwoStageAttributor:
     """A two-stage attributor with every bound model and calibration loaded now, not halfway through a run."""
-    from ..twostage import TwoStageAttributor
-    from ..verification import default_cache_dir
+    from imgorigin.twostage import TwoStageAttributor
+    from imgorigin.verification.verifier import default_cache_dir
 
     try:
         attributor = TwoStageAttributor(
@@ -387,7 +387,7 @@ def _two_stage_settings(
 
 def _stamped(model: OpenSetClassifier, record: dict) -> dict:
     """A record with its image's sha256 and the features it was attributed from (backbone, layer)."""
-    from ..features.cache import file_sha256
+    from imgorigin.attribution.features.cache import file_sha256
 
     return {
         "path": record["path"],
@@ -488,7 +488,7 @@ def evaluate(
     --confirm the labels and known-scores are the two-stage ones ('unknown' and 'inconclusive' both count as
     rejected), the records per rule are counted, and so are the verifications run (image × candidate model).
     """
-    from ..images import ImageError, find_images
+    from imgorigin.images import ImageError, find_images
 
     model = _load_classifier(classifier_dir, threshold)
     two_stage = _two_stage(classifier_dir, model, alpha, top_k, min_probability, device, cache_dir) if confirm else None
@@ -610,8 +610,8 @@ def _two_stage_answers(records: list[dict]) -> _Answers:
 
 def _summary(known_y: np.ndarray, known: _Answers, unknown: _Answers) -> dict[str, float]:
     """Headline numbers of either mode: accuracy, AUROC, OSCR, TPR at 5 % FPR, and the decision's rates."""
-    from ..metrics import open_set_summary
-    from ..twostage import REJECTED
+    from imgorigin.metrics import open_set_summary
+    from imgorigin.twostage import REJECTED
 
     return {
         **open_set_summary(known_y, known.closed, known.scores, unknown.scores),
@@ -624,8 +624,8 @@ def _open_set_metrics(
     model: OpenSetClassifier, known_y: np.ndarray, known: _Answers, unknown_source: np.ndarray, unknown: _Answers
 ) -> dict[str, Any]:
     """metrics.json's content (without errors) from either mode's answers: summary, per-source table, confusion."""
-    from ..metrics import confusion_matrix
-    from ..twostage import INCONCLUSIVE, REJECTED, UNKNOWN
+    from imgorigin.metrics import confusion_matrix
+    from imgorigin.twostage import INCONCLUSIVE, REJECTED, UNKNOWN
 
     summary = _summary(known_y, known, unknown)
     per_class = {
@@ -673,7 +673,7 @@ def _plot_report(
     """roc.png and confusion.png in folder (matplotlib's Agg canvas, no display needed)."""
     from matplotlib.figure import Figure
 
-    from ..metrics import roc_curve
+    from imgorigin.metrics import roc_curve
 
     folder.mkdir(parents=True, exist_ok=True)
     fpr, tpr, _ = roc_curve(known_scores, unknown_scores)
@@ -822,8 +822,8 @@ def bench_attribute(
     hyper-parameters and threshold on its training images only, and is scored on held-out images of the
     known sources and all images of the unknown ones.
     """
-    from ..features import embed_paths_layers
-    from ..openset import CLASSIFIERS, REJECTIONS
+    from imgorigin.attribution.features import embed_paths_layers
+    from imgorigin.attribution.openset import CLASSIFIERS, REJECTIONS
 
     sources = _class_folders(data_root)
     bindings = _parse_bindings(bind or [])
@@ -935,8 +935,8 @@ def _bench_split(
     seed: int,
 ) -> list[dict[str, Any]]:
     """Result rows of one split: known sources split into training pool / test, then every configuration."""
-    from ..metrics import open_set_summary
-    from ..openset import CLASSIFIERS
+    from imgorigin.attribution.openset import CLASSIFIERS
+    from imgorigin.metrics import open_set_summary
 
     known, pools, test_known, test_unknown = _split(source_of, index, unknown, test_fraction, seed)
     smallest = min(len(pool) for pool in pools)
@@ -1007,7 +1007,7 @@ def _bench_two_stage(
     seed: int,
 ) -> list[dict[str, Any]]:
     """A split's features row and two-stage row for one (layer, classifier, rejection) on the whole pool."""
-    from ..openset import CLASSIFIERS
+    from imgorigin.attribution.openset import CLASSIFIERS
 
     known, pools, test_known, test_unknown = _split(source_of, index, unknown, test_fraction, seed)
     layer, kind, rejection = setting

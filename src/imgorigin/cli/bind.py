@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import fail
+from imgorigin.cli.common import fail
 
 BIND_HELP = (
     "LABEL=MODEL or LABEL=MODEL@CALIBRATION: confirm class LABEL by verification against MODEL (any "
@@ -30,8 +30,8 @@ def bind(
 
 def apply_bindings(classifier_dir: Path, texts: list[str], unbind: list[str]) -> dict:
     """Parse, merge into the stored bindings, validate against the classifier's classes, and save."""
-    from ..openset import load_classifier
-    from ..twostage import Binding, load_bindings, save_bindings
+    from imgorigin.attribution.openset import load_classifier
+    from imgorigin.twostage import Binding, load_bindings, save_bindings
 
     try:
         classifier = load_classifier(classifier_dir)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, progress_enabled, resolve_device
 
 #: Models the demo verifies against, and the sources of its images (real + zoo samples).
 DEMO_MODELS = ("dcgan", "vae")
@@ -28,14 +28,14 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from .. import zoo
-    from ..calibration import Calibration
-    from ..images import save_png
-    from ..records import RecordWriter
-    from ..report import write_report
-    from ..verification import Verifier
-    from ..zoo import data
-    from ..zoo.calibrations import calibration_path
+    from imgorigin import zoo
+    from imgorigin.images import save_png
+    from imgorigin.records import RecordWriter
+    from imgorigin.report import write_report
+    from imgorigin.verification.calibration import Calibration
+    from imgorigin.verification.verifier import Verifier
+    from imgorigin.zoo import data
+    from imgorigin.zoo.calibrations import calibration_path
 
     device = resolve_device(device)
     images_dir = out / "images"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, fail, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, fail, progress_enabled, resolve_device
 
 MODEL_HELP = (
     "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
@@ -75,9 +75,9 @@ def calibrate(
 
     The settings used here are stored in the file and reused by `verify`, so scores stay comparable.
     """
-    from ..inversion import InversionConfig
-    from ..verification import calibrate as run_calibration
-    from ..verification import default_cache_dir
+    from imgorigin.verification.inversion import InversionConfig
+    from imgorigin.verification.verifier import calibrate as run_calibration
+    from imgorigin.verification.verifier import default_cache_dir
 
     generator = _load(model, device, ddim_steps)
     try:
@@ -158,10 +158,10 @@ def verify(
 
     Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error").
     """
-    from ..calibration import Calibration, CalibrationError
-    from ..images import ImageError, find_images
-    from ..records import RecordWriter
-    from ..verification import Verifier, default_cache_dir
+    from imgorigin.images import ImageError, find_images
+    from imgorigin.records import RecordWriter
+    from imgorigin.verification.calibration import Calibration, CalibrationError
+    from imgorigin.verification.verifier import Verifier, default_cache_dir
 
     generator = _load(model, device, None)
     try:
@@ -188,8 +188,8 @@ def verify(
             writer.write(record)
             records.append(record)
     if report is not None:
-        from ..records import read_records
-        from ..report import write_report
+        from imgorigin.records import read_records
+        from imgorigin.report import write_report
 
         write_report(report, [(generator.id, cal, read_records(output) if output else records)], alpha)
         typer.echo(f"report: {report}", err=True)
@@ -198,7 +198,7 @@ def verify(
 
 
 def _load(model: str, device: str, ddim_steps: int | None):
-    from ..generators import ModelSpecError, TorchScriptError, load_generator
+    from imgorigin.verification.generators import ModelSpecError, TorchScriptError, load_generator
 
     try:
         return load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
@@ -208,7 +208,7 @@ def _load(model: str, device: str, ddim_steps: int | None):
 
 def _shipped_calibration(model: str) -> Path:
     if model.startswith("zoo:"):
-        from ..zoo.calibrations import calibration_path
+        from imgorigin.zoo.calibrations import calibration_path
 
         try:
             return calibration_path(model[4:])
@@ -234,8 +234,8 @@ def bench_verify(
     device: DeviceOpt = "auto",
 ) -> None:
     """Verification benchmark on the zoo: AUROC, TPR@1%FPR, accuracy at alpha and speed, per model pair."""
-    from .. import zoo
-    from ..benchmarks.verification import run
+    from imgorigin import zoo
+    from imgorigin.benchmarks.verification import run
 
     names = [m for m in models.split(",") if m] or zoo.list_models()
     for name in names:

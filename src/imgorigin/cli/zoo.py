@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, fail, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, fail, progress_enabled, resolve_device
 
 zoo_app = typer.Typer(help="The shipped zoo of small generators trained on Fashion-MNIST.", no_args_is_help=True)
 
 
 def _check(name: str) -> None:
-    from .. import zoo
+    from imgorigin import zoo
 
     if name not in zoo.list_models():
         fail(f"unknown zoo model {name!r}; choose one of {', '.join(zoo.list_models())}")
@@ -22,7 +22,7 @@ def _check(name: str) -> None:
 @zoo_app.command("list")
 def list_models() -> None:
     """List the zoo models with family, latent shape, parameters and sample quality."""
-    from .. import zoo
+    from imgorigin import zoo
 
     for name in zoo.list_models():
         try:
@@ -46,8 +46,8 @@ def sample(
     device: DeviceOpt = "auto",
 ) -> None:
     """Write N images of a zoo model, by its own sampling procedure, as 8-bit PNG files NAME_SEED_INDEX.png."""
-    from .. import zoo
-    from ..images import save_png
+    from imgorigin import zoo
+    from imgorigin.images import save_png
 
     _check(name)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def train(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a zoo model from its recipe (needs `apt-get install dataset-fashion-mnist`)."""
-    from .. import zoo
+    from imgorigin import zoo
 
     _check(name)
     try:
@@ -86,9 +86,15 @@ def calibrate_zoo(
     device: DeviceOpt = "auto",
 ) -> None:
     """Rebuild the shipped calibration files (each model's shipped inversion settings, fixed seed)."""
-    from .. import zoo
-    from ..verification import calibrate
-    from ..zoo.calibrations import NOT_CALIBRATED, SHIPPED_SAMPLES, SHIPPED_SEED, calibration_dir, inversion_config
+    from imgorigin import zoo
+    from imgorigin.verification.verifier import calibrate
+    from imgorigin.zoo.calibrations import (
+        NOT_CALIBRATED,
+        SHIPPED_SAMPLES,
+        SHIPPED_SEED,
+        calibration_dir,
+        inversion_config,
+    )
 
     target = out or calibration_dir()
     for name in names or [n for n in zoo.list_models() if n not in NOT_CALIBRATED]:

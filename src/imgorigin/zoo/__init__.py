@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .registry import RECIPES, Recipe, get_recipe
+from imgorigin.zoo.registry import RECIPES, Recipe, get_recipe
 
 __all__ = [
     "RECIPES",
@@ -63,7 +63,7 @@ def _check_shipped(name: str, root: Path) -> None:
 
 
 def load(name: str, device: str | torch.device = "cpu", weights: str | os.PathLike | None = None):
-    """The :class:`~imgorigin.generators.Generator` that verification inverts, in eval mode on ``device``.
+    """The :class:`~imgorigin.verification.generators.Generator` that verification inverts, in eval mode on ``device``.
 
     ``weights``: a directory laid out like the shipped one (what :func:`train` writes); default the shipped weights.
     """
@@ -106,7 +106,7 @@ def train(
     The stats are also written to ``out_dir/<name>/training.json``. Same seed and device reproduce the
     shipped weights up to floating-point non-determinism (bit-exactness across machines is not promised).
     """
-    from .common import config_dict, default_log, environment, write_json
+    from imgorigin.zoo.common import config_dict, default_log, environment, write_json
 
     recipe = get_recipe(name)
     out = Path(out_dir)

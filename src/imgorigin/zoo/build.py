@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import get_recipe, list_models, load, sample, weights_dir
-from .common import config_dict, environment, sha256_file, write_json
+from imgorigin.zoo import get_recipe, list_models, load, sample, weights_dir
+from imgorigin.zoo.common import config_dict, environment, sha256_file, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCS_DIR = REPO_ROOT / "docs" / "zoo"
@@ -56,7 +56,7 @@ def contact_sheet(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 
 
 def write_sheet(name: str) -> Path:
     if name == "real":
-        from .data import subset_images
+        from imgorigin.zoo.data import subset_images
 
         return contact_sheet(subset_images()[:64], DOCS_DIR / "real.png")
     return contact_sheet(sample(name, 64, seed=SHEET_SEED), DOCS_DIR / f"{name}.png")
@@ -293,7 +293,7 @@ def write_index() -> Path:
 
 
 def cmd_train(name: str, device: str, threads: int | None) -> None:
-    from . import train
+    from imgorigin.zoo import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -310,8 +310,8 @@ def cmd_train(name: str, device: str, threads: int | None) -> None:
 
 
 def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from .data import test_images, train_images
-    from .quality import gaussian_stats, image_features
+    from imgorigin.zoo.data import test_images, train_images
+    from imgorigin.zoo.quality import gaussian_stats, image_features
 
     key = f"{backbone.id}-{layer}"
     f = cache / f"fmnist-test-{key}.npz"
@@ -331,8 +331,8 @@ def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarr
 
 
 def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
-    from ..features import create_backbone
-    from .quality import FD_BACKBONE, FD_LAYER, frechet_distance, gaussian_stats, image_features
+    from imgorigin.attribution.features import create_backbone
+    from imgorigin.zoo.quality import FD_BACKBONE, FD_LAYER, frechet_distance, gaussian_stats, image_features
 
     if threads:
         torch.set_num_threads(threads)

@@ -31,7 +31,7 @@ INVERSION_OVERRIDES: dict[str, dict] = {
 
 def inversion_config(name: str):
     """The inversion settings of zoo model ``name``'s shipped calibration."""
-    from ..inversion import InversionConfig
+    from imgorigin.verification.inversion import InversionConfig
 
     return InversionConfig(**INVERSION_OVERRIDES.get(name, {}))
 
@@ -43,7 +43,7 @@ def calibration_dir() -> Path:
 
 def calibration_path(name: str) -> Path:
     """The shipped calibration of zoo model ``name``; a clear error when it is missing."""
-    from . import get_recipe
+    from imgorigin.zoo import get_recipe
 
     get_recipe(name)
     path = calibration_dir() / f"{name}.json"

@@ -134,7 +134,7 @@ def load_training_images(images: torch.Tensor | None) -> torch.Tensor:
     """The training images ``[N, 1, 28, 28]`` in [0, 1]: ``images`` if given, else the full train split."""
     if images is not None:
         return images.float()
-    from .data import train_images
+    from imgorigin.zoo.data import train_images
 
     return train_images()
 
@@ -158,6 +158,6 @@ def load_weights(
 
 def gan_generator(module: torch.nn.Module, latent_dim: int, name: str, device: str | torch.device = "cpu"):
     """A zoo GAN generator (z ~ N(0, I) in R^latent_dim → tanh image) as a verification Generator."""
-    from ..generators.torch_module import ModuleGenerator
+    from imgorigin.verification.generators.torch_module import ModuleGenerator
 
     return ModuleGenerator(module, (latent_dim,), id=f"zoo:{name}", output_range="tanh").to(device)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import (
+from imgorigin.zoo.common import (
     EMA,
     Log,
     Timer,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .common import (
+from imgorigin.zoo.common import (
     EMA,
     Log,
     Timer,
@@ -221,7 +221,7 @@ def load_components(cfg: DDPMConfig, weights_dir: Path, device: str | torch.devi
 
 
 def load(cfg: DDPMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
-    from ..generators.ddim import DDIMGenerator
+    from imgorigin.verification.generators.ddim import DDIMGenerator
 
     unet, scheduler = load_components(cfg, weights_dir, device)
     gen = DDIMGenerator(unet, scheduler, num_inference_steps=cfg.num_inference_steps, id=f"zoo:{cfg.name}")

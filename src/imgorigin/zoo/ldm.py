@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .common import (
+from imgorigin.zoo.common import (
     Log,
     Timer,
     count_parameters,
@@ -34,7 +34,7 @@ from .common import (
     seed_everything,
     warmup_cosine,
 )
-from .ddpm import build_ddim_scheduler, build_train_scheduler, ddim_sample, train_diffusion
+from imgorigin.zoo.ddpm import build_ddim_scheduler, build_train_scheduler, ddim_sample, train_diffusion
 
 FAMILY = "latent diffusion (AutoencoderKL + latent DDPM, DDIM sampler)"
 
@@ -238,7 +238,7 @@ class LatentSampler:
 
 
 def load(cfg: LDMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
-    from ..generators.autoencoder import AutoencoderGenerator
+    from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 
     vae, unet, scheduler = load_components(cfg, weights_dir, device)
     sampler = LatentSampler(unet, scheduler, cfg.num_inference_steps)

@@ -63,7 +63,7 @@ def frechet_distance_features(features1: np.ndarray, features2: np.ndarray) -> f
 def image_features(images: torch.Tensor, backbone=None, layer: str = FD_LAYER, batch_size: int = 100) -> np.ndarray:
     """Backbone features ``[N, D]`` of images ``[N, C, H, W]`` in [0, 1] (EfficientNet-Lite0 head by default)."""
     if backbone is None:
-        from ..features import create_backbone
+        from imgorigin.attribution.features import create_backbone
 
         backbone = create_backbone(FD_BACKBONE)
     return backbone.embed(images, layer=layer, batch_size=batch_size)
@@ -74,7 +74,7 @@ def frechet_distance_images(
 ) -> float:
     """FD between two image sets on backbone features (EfficientNet-Lite0 head by default)."""
     if backbone is None:
-        from ..features import create_backbone
+        from imgorigin.attribution.features import create_backbone
 
         backbone = create_backbone(FD_BACKBONE)
     return frechet_distance_features(image_features(images1, backbone, layer), image_features(images2, backbone, layer))

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .dcgan import DCGANConfig
-from .ddpm import DDPMConfig
-from .ldm import LDMConfig
-from .vae import VAEConfig
-from .wgangp import WGANGPConfig
+from imgorigin.zoo.dcgan import DCGANConfig
+from imgorigin.zoo.ddpm import DDPMConfig
+from imgorigin.zoo.ldm import LDMConfig
+from imgorigin.zoo.vae import VAEConfig
+from imgorigin.zoo.wgangp import WGANGPConfig
 
 
 @dataclass(frozen=True)

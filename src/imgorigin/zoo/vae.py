@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import (
+from imgorigin.zoo.common import (
     Log,
     Timer,
     count_parameters,
@@ -162,7 +162,7 @@ def load_modules(cfg: VAEConfig, weights_dir: Path, device: str | torch.device =
 
 
 def load(cfg: VAEConfig, weights_dir: Path, device: str | torch.device = "cpu"):
-    from ..generators.torch_module import ModuleGenerator
+    from imgorigin.verification.generators.torch_module import ModuleGenerator
 
     dec, enc = load_modules(cfg, weights_dir, device)
     return ModuleGenerator(

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .common import (
+from imgorigin.zoo.common import (
     EMA,
     Log,
     Timer,
@@ -30,7 +30,7 @@ from .common import (
     save_weights,
     seed_everything,
 )
-from .dcgan import recalibrate_batchnorm
+from imgorigin.zoo.dcgan import recalibrate_batchnorm
 
 FAMILY = "GAN (WGAN-GP)"
 

@@ -1,8 +1,8 @@
 """Frozen feature extractors (backbones) by name, and an on-disk feature cache keyed by image content."""
 
-from .base import Backbone, BackboneError
-from .cache import default_cache_dir, embed_paths, embed_paths_layers
-from .registry import DEFAULT_BACKBONE, create_backbone, list_backbones
+from imgorigin.attribution.features.base import Backbone, BackboneError
+from imgorigin.attribution.features.cache import default_cache_dir, embed_paths, embed_paths_layers
+from imgorigin.attribution.features.registry import DEFAULT_BACKBONE, create_backbone, list_backbones
 
 __all__ = [
     "DEFAULT_BACKBONE",

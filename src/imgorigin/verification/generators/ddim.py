@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Generator
-from .torch_module import to_unit_range
+from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.generators.torch_module import to_unit_range
 
 
 class DDIMGenerator(Generator):

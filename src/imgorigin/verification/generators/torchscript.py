@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .torch_module import ModuleGenerator
+from imgorigin.verification.generators.torch_module import ModuleGenerator
 
 
 class TorchScriptError(ValueError):

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from .base import Generator
-from .torch_module import to_unit_range
+from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.generators.torch_module import to_unit_range
 
 #: Draws ``n`` latents (already scaled, as the diffusion model produces them) with a torch RNG.
 LatentSampler = Callable[[int, torch.Generator | None], torch.Tensor]

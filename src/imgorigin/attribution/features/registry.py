@@ -9,7 +9,7 @@ import importlib
 
 import torch
 
-from .base import Backbone, BackboneError
+from imgorigin.attribution.features.base import Backbone, BackboneError
 
 #: family -> (module, class, whether the name needs ":SOURCE", one-line description)
 _FAMILIES: dict[str, tuple[str, str, bool, str]] = {

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from . import __version__
-from .inversion import InversionConfig
+from imgorigin import __version__
+from imgorigin.verification.inversion import InversionConfig
 
 FORMAT = "imgorigin.calibration/1"
 #: MSE of rounding [0, 1] pixels to 8 bits, (1/255)² / 12: scores below it are indistinguishable.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .base import Backbone, BackboneError, resize_normalise, weights_digest
+from imgorigin.attribution.features.base import Backbone, BackboneError, resize_normalise, weights_digest
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -23,8 +23,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from ..images import load_images
-from .base import Backbone
+from imgorigin.attribution.features.base import Backbone
+from imgorigin.images import load_images
 
 CACHE_ENV = "IMGORIGIN_CACHE"
 FORMAT_VERSION = 1

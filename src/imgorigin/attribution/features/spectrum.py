@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .base import Backbone, to_rgb_batch
+from imgorigin.attribution.features.base import Backbone, to_rgb_batch
 
 GRID = 32
 MAX_SIDE = 256

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .base import Generator
-from .torch_module import ModuleGenerator
-from .torchscript import load_torchscript
+from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.generators.torch_module import ModuleGenerator
+from imgorigin.verification.generators.torchscript import load_torchscript
 
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 AUTOENCODER_CLASSES = ("AutoencoderKL", "VQModel")
@@ -38,7 +38,7 @@ def load_generator(spec: str, *, device: str = "cpu", ddim_steps: int | None = N
 
 def _resolve(spec: str, ddim_steps: int | None) -> Generator:
     if spec.startswith("zoo:"):
-        from .. import zoo
+        from imgorigin import zoo
 
         return zoo.load(spec[4:])
     path = Path(spec).expanduser()
@@ -88,7 +88,7 @@ def load_diffusers(source: str | Path, *, ddim_steps: int | None = None) -> Gene
             return _load_pipeline_parts(diffusers, str(source), index, ddim_steps, kwargs)
         class_name = (config or {}).get("_class_name")
         if class_name in AUTOENCODER_CLASSES:
-            from .autoencoder import AutoencoderGenerator
+            from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 
             vae = getattr(diffusers, class_name).from_pretrained(str(root), **kwargs)
             return AutoencoderGenerator(vae, id=str(source))
@@ -109,7 +109,7 @@ def load_diffusers(source: str | Path, *, ddim_steps: int | None = None) -> Gene
 
 def _load_pipeline_parts(diffusers, source: str, index: dict | None, ddim_steps: int | None, kwargs: dict) -> Generator:
     """A pipeline: its VAE when it has one (latent diffusion), else its UNet through DDIM (pixel diffusion)."""
-    from .autoencoder import AutoencoderGenerator
+    from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 
     index = index if index is not None else diffusers.DiffusionPipeline.load_config(source, **kwargs)
     if "vae" in index:
@@ -123,7 +123,7 @@ def _load_pipeline_parts(diffusers, source: str, index: dict | None, ddim_steps:
 
 
 def _ddim(unet, scheduler, ddim_steps: int | None, source: str) -> Generator:
-    from .ddim import DDIMGenerator
+    from imgorigin.verification.generators.ddim import DDIMGenerator
 
     return DDIMGenerator(unet, scheduler, ddim_steps or 20, id=source)
 

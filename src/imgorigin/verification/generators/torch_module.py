@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from .base import Generator
+from imgorigin.verification.generators.base import Generator
 
 OutputRange = Literal["tanh", "unit"]
 

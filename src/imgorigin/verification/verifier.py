@@ -1,8 +1,9 @@
 """Verification: "did this model generate this image?", from image files to self-contained JSON records.
 
-Flow: files → :mod:`images` → batched :class:`~imgorigin.inversion.Inverter` → score → decision against a
-:class:`~imgorigin.calibration.Calibration` → one record per image. Scores are cached by image content hash,
-model weights and inversion settings, so reruns and resumed batches never invert an image twice.
+Flow: files → :mod:`imgorigin.images` → batched :class:`~imgorigin.verification.inversion.Inverter` → score →
+decision against a :class:`~imgorigin.verification.calibration.Calibration` → one record per image.
+Scores are cached by image content hash, model weights and inversion settings, so reruns and resumed
+batches never invert an image twice.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .calibration import Calibration
-from .generators.base import Generator
-from .images import LoadedImage, find_images, load_images, quantize_8bit
-from .inversion import InversionConfig, Inverter, image_key
+from imgorigin import __version__
+from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit
+from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
 
 METHOD = "ronan-inversion"
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.

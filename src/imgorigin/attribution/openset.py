@@ -46,8 +46,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .calibration import conformal_p_value
-from .metrics import auroc
+from imgorigin.metrics import auroc
+from imgorigin.verification.calibration import conformal_p_value
 
 UNKNOWN = "unknown"
 #: Cioni et al.'s C grid 10^linspace(-6, 5, 45); the default keeps every 4th value (the powers of ten).

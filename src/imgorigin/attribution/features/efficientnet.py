@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone, resize_normalise, weights_digest
+from imgorigin.attribution.features.base import Backbone, resize_normalise, weights_digest
 
 #: Per stage: (repeats, kernel, first stride, expansion, output channels); blocks are numbered 0..15.
 STAGES: tuple[tuple[int, int, int, int, int], ...] = (

@@ -32,8 +32,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .distances import Distance, get_distance
-from .generators.base import Generator
+from imgorigin.verification.distances import Distance, get_distance
+from imgorigin.verification.generators.base import Generator
 
 InitMode = Literal["auto", "random", "search", "encoder"]
 ADAM_BETAS = (0.9, 0.999)
