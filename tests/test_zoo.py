@@ -11,9 +11,9 @@ import torch
 
 import imgorigin.zoo as zoo
 from imgorigin.images import quantize_8bit
+from imgorigin.runtime import sha256_file
 from imgorigin.verification.generators import Generator
 from imgorigin.zoo import data, quality
-from imgorigin.zoo.common import sha256_file
 
 MODELS = ["dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm"]
 #: Documented latent shapes (part of the interface, like the names).

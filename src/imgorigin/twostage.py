@@ -31,14 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from imgorigin.attribution.openset import OpenSetClassifier
+from imgorigin.labels import INCONCLUSIVE, MEMBER, REJECTED, UNKNOWN
 from imgorigin.verification.calibration import Calibration
 from imgorigin.verification.verifier import Verifier, decide, score_paths
 
 BINDINGS_FILE = "bindings.json"
-UNKNOWN = "unknown"
-INCONCLUSIVE = "inconclusive"
-#: Labels that answer "no known source": both count as rejected when measuring open-set attribution.
-REJECTED = (UNKNOWN, INCONCLUSIVE)
 #: Feature confidence above which a disagreement between the stages is named in the reason codes.
 STRONG_FEATURES = 0.99
 
@@ -176,7 +173,7 @@ class TwoStageAttributor:
                         "p_value_real": result["p_value_real"],
                         "verdict": result["verdict"],
                     }
-                    if result["verdict"] == "member":
+                    if result["verdict"] == MEMBER:
                         accepted[i] = label
         return [
             self._record(

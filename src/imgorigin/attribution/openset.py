@@ -46,10 +46,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from imgorigin.labels import UNKNOWN
 from imgorigin.metrics import auroc
 from imgorigin.verification.calibration import conformal_p_value
 
-UNKNOWN = "unknown"
 #: Cioni et al.'s C grid 10^linspace(-6, 5, 45); the default keeps every 4th value (the powers of ten).
 C_GRID = 10.0 ** np.linspace(-6, 5, 45)
 DEFAULT_CS = tuple(float(c) for c in C_GRID[::4])

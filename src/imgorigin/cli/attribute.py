@@ -15,7 +15,8 @@ import numpy as np
 import typer
 
 from imgorigin.cli.bind import BIND_HELP, apply_bindings
-from imgorigin.cli.common import DeviceOpt, fail, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.runtime import default_cache_dir, resolve_device, sha256_file
 
 if TYPE_CHECKING:
     from imgorigin.attribution.features import Backbone
@@ -354,7 +355,6 @@ def _attributor(
 ) -> TwoStageAttributor:
     """A two-stage attributor with every bound model and calibration loaded now, not halfway through a run."""
     from imgorigin.twostage import TwoStageAttributor
-    from imgorigin.verification.verifier import default_cache_dir
 
     try:
         attributor = TwoStageAttributor(
@@ -387,11 +387,10 @@ def _two_stage_settings(
 
 def _stamped(model: OpenSetClassifier, record: dict) -> dict:
     """A record with its image's sha256 and the features it was attributed from (backbone, layer)."""
-    from imgorigin.attribution.features.cache import file_sha256
 
     return {
         "path": record["path"],
-        "sha256": file_sha256(record["path"]),
+        "sha256": sha256_file(record["path"]),
         **record,
         "backbone": model.metadata["backbone_id"],
         "layer": model.metadata["layer"],
@@ -610,8 +609,8 @@ def _two_stage_answers(records: list[dict]) -> _Answers:
 
 def _summary(known_y: np.ndarray, known: _Answers, unknown: _Answers) -> dict[str, float]:
     """Headline numbers of either mode: accuracy, AUROC, OSCR, TPR at 5 % FPR, and the decision's rates."""
+    from imgorigin.labels import REJECTED
     from imgorigin.metrics import open_set_summary
-    from imgorigin.twostage import REJECTED
 
     return {
         **open_set_summary(known_y, known.closed, known.scores, unknown.scores),
@@ -624,8 +623,8 @@ def _open_set_metrics(
     model: OpenSetClassifier, known_y: np.ndarray, known: _Answers, unknown_source: np.ndarray, unknown: _Answers
 ) -> dict[str, Any]:
     """metrics.json's content (without errors) from either mode's answers: summary, per-source table, confusion."""
+    from imgorigin.labels import INCONCLUSIVE, REJECTED, UNKNOWN
     from imgorigin.metrics import confusion_matrix
-    from imgorigin.twostage import INCONCLUSIVE, REJECTED, UNKNOWN
 
     summary = _summary(known_y, known, unknown)
     per_class = {

@@ -10,15 +10,6 @@ import typer
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")]
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; anything else passes through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def progress_enabled() -> bool:
     """Progress bars only on a terminal: none when stderr is piped or redirected."""
     return sys.stderr.isatty()

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from imgorigin.cli.common import DeviceOpt, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, progress_enabled
+from imgorigin.runtime import resolve_device
 
 #: Models the demo verifies against, and the sources of its images (real + zoo samples).
 DEMO_MODELS = ("dcgan", "vae")

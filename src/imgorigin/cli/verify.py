@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from imgorigin.cli.common import DeviceOpt, fail, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.runtime import default_cache_dir, resolve_device
 
 MODEL_HELP = (
     "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
@@ -77,7 +78,6 @@ def calibrate(
     """
     from imgorigin.verification.inversion import InversionConfig
     from imgorigin.verification.verifier import calibrate as run_calibration
-    from imgorigin.verification.verifier import default_cache_dir
 
     generator = _load(model, device, ddim_steps)
     try:
@@ -161,7 +161,7 @@ def verify(
     from imgorigin.images import ImageError, find_images
     from imgorigin.records import RecordWriter
     from imgorigin.verification.calibration import Calibration, CalibrationError
-    from imgorigin.verification.verifier import Verifier, default_cache_dir
+    from imgorigin.verification.verifier import Verifier
 
     generator = _load(model, device, None)
     try:

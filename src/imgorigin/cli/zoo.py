@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from imgorigin.cli.common import DeviceOpt, fail, progress_enabled, resolve_device
+from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.runtime import resolve_device
 
 zoo_app = typer.Typer(help="The shipped zoo of small generators trained on Fashion-MNIST.", no_args_is_help=True)
 

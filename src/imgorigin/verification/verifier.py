@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from imgorigin import __version__
 from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit
+from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
 from imgorigin.verification.calibration import Calibration
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
@@ -27,11 +27,6 @@ from imgorigin.verification.inversion import InversionConfig, Inverter, image_ke
 METHOD = "ronan-inversion"
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
 CHUNK = 256
-
-
-def default_cache_dir() -> Path:
-    """``$IMGORIGIN_CACHE`` or ``~/.cache/imgorigin``."""
-    return Path(os.environ.get("IMGORIGIN_CACHE", Path.home() / ".cache" / "imgorigin"))
 
 
 class ScoreCache:
@@ -191,18 +186,18 @@ def decide(score: float, calibration: Calibration, alpha: float) -> dict:
     if grubbs_outlier == like_model:
         reasons.append("grubbs_disagrees")
     if like_model and like_real:
-        verdict = "inconclusive"
+        verdict = INCONCLUSIVE
         reasons.append("overlaps_real_reference")
         if calibration.reference_scores is not None and 1 / (calibration.reference_scores.size + 1) > alpha:
             reasons.append("reference_set_too_small")  # p_value_real can never reach alpha
     else:
-        verdict = "member" if like_model else "non-member"
+        verdict = MEMBER if like_model else NON_MEMBER
     return {
         "p_value": p_model,
         "p_value_grubbs": p_grubbs,
         "grubbs_outlier": grubbs_outlier,
         "p_value_real": p_real,
-        "belongs": verdict == "member",
+        "belongs": verdict == MEMBER,
         "verdict": verdict,
         "reasons": reasons,
     }

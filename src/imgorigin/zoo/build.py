@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from imgorigin.runtime import sha256_file
 from imgorigin.zoo import get_recipe, list_models, load, sample, weights_dir
-from imgorigin.zoo.common import config_dict, environment, sha256_file, write_json
+from imgorigin.zoo.common import config_dict, environment, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCS_DIR = REPO_ROOT / "docs" / "zoo"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -21,13 +20,6 @@ Log = Callable[[str], None]
 
 def default_log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" → CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -82,14 +74,6 @@ class EMA:
 
 def count_parameters(*modules: torch.nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def config_dict(config: Any) -> dict[str, Any]:

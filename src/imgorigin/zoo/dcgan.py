@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from imgorigin.runtime import resolve_device
 from imgorigin.zoo.common import (
     EMA,
     Log,
@@ -28,7 +29,6 @@ from imgorigin.zoo.common import (
     load_training_images,
     load_weights,
     minibatches,
-    resolve_device,
     save_weights,
     seed_everything,
 )

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from imgorigin.runtime import resolve_device
 from imgorigin.zoo.common import (
     EMA,
     Log,
@@ -26,7 +27,6 @@ from imgorigin.zoo.common import (
     default_log,
     load_training_images,
     minibatches,
-    resolve_device,
     seed_everything,
     warmup_cosine,
 )

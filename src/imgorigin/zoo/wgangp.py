@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from imgorigin.runtime import resolve_device
 from imgorigin.zoo.common import (
     EMA,
     Log,
@@ -26,7 +27,6 @@ from imgorigin.zoo.common import (
     load_training_images,
     load_weights,
     minibatches,
-    resolve_device,
     save_weights,
     seed_everything,
 )

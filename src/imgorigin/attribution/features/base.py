@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
@@ -118,12 +117,3 @@ def resize_normalise(
     std_t = torch.tensor(std, dtype=batch.dtype).view(1, 3, 1, 1)
     batch = (batch - mean_t) / std_t
     return batch[0] if images.ndim == 3 else batch
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """First 12 hex digits of a sha256 over the module's state dict, so an id changes with the weights."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:12]

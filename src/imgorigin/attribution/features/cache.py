@@ -25,23 +25,10 @@ from tqdm import tqdm
 
 from imgorigin.attribution.features.base import Backbone
 from imgorigin.images import load_images
+from imgorigin.runtime import default_cache_dir, sha256_file
 
-CACHE_ENV = "IMGORIGIN_CACHE"
 FORMAT_VERSION = 1
 SHARD_ROWS = 4096
-
-
-def default_cache_dir() -> Path:
-    """``$IMGORIGIN_CACHE`` if set, else ``~/.cache/imgorigin``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "imgorigin")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str | None:
-    """Hex sha256 of a file's bytes (what ``load_image`` reports), or None if it cannot be read."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 class FeatureStore:
@@ -122,7 +109,7 @@ def embed_paths_layers(
     names = list(dict.fromkeys(backbone.resolve_layer(layer) for layer in layers))
     stores = {name: FeatureStore(cache_dir or default_cache_dir(), backbone, name) for name in names}
     given = [os.fspath(p) for p in paths]
-    digest_of = {path: file_sha256(path) for path in given}
+    digest_of = {path: _digest(path) for path in given}
     cached = {name: store.lookup([d for d in digest_of.values() if d]) for name, store in stores.items()}
     todo: dict[str, str] = {}  # one path per digest (or per unreadable path) still to embed
     for path, digest in digest_of.items():
@@ -197,3 +184,11 @@ def embed_paths(
     """Embed image files at one layer through the cache: (features [N, D], ok paths, errors)."""
     result = embed_paths_layers(backbone, paths, [layer], cache_dir, batch_size, progress)
     return Embedded(result.features[backbone.resolve_layer(layer)], result.paths, result.errors)
+
+
+def _digest(path: str) -> str | None:
+    """The content key of a file, or None when it cannot be read (its error comes from loading it)."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None

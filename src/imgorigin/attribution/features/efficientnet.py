@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgorigin.attribution.features.base import Backbone, resize_normalise, weights_digest
+from imgorigin.attribution.features.base import Backbone, resize_normalise
+from imgorigin.runtime import weights_sha256
 
 #: Per stage: (repeats, kernel, first stride, expansion, output channels); blocks are numbered 0..15.
 STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -152,7 +153,7 @@ class EfficientNetLite0Backbone(Backbone):
         self.model = model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.name = name
-        self.id = f"efficientnet-lite0@{weights_digest(model)}"
+        self.id = f"efficientnet-lite0@{weights_sha256(model)[:12]}"
         dims = [out_ch for repeats, *_, out_ch in STAGES for _ in range(repeats)]
         self.layer_dims = {**{str(i): d for i, d in enumerate(dims)}, "head": 1280}
         self.layer_aliases = _stage_ends()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from imgorigin.attribution.features.base import Backbone, BackboneError, resize_normalise, weights_digest
+from imgorigin.attribution.features.base import Backbone, BackboneError, resize_normalise
+from imgorigin.runtime import weights_sha256
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -79,7 +80,7 @@ class ViTBackbone(Backbone):
         self.model = model.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
         self.name = f"{family}:{source}"
-        self.id = f"{family}@{weights_digest(model)}"
+        self.id = f"{family}@{weights_sha256(model)[:12]}"
         config = model.config
         processor = _processor_config(source)
         _, mean, std = FAMILIES[family]

@@ -7,10 +7,11 @@ and (optionally) an encoder that gives a good starting latent for an image.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 
 import torch
+
+from imgorigin.runtime import weights_sha256
 
 
 class Generator(ABC):
@@ -74,12 +75,7 @@ class Generator(ABC):
 
     def weight_hash(self) -> str:
         """sha256 over every parameter and buffer, so a result names exactly which weights produced it."""
-        h = hashlib.sha256()
-        for module in self.modules():
-            for name, tensor in sorted(module.state_dict().items()):
-                h.update(name.encode())
-                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return weights_sha256(*self.modules())
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
