@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from imgorigin import zoo
 from imgorigin.images import quantize_8bit, save_png
-from imgorigin.verification.generators.loading import load_generator
+from imgorigin.verification import load_generator
 from imgorigin.zoo import data
 
 #: model -> (latent size, the two other zoo generators whose samples are non-members)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from imgorigin.cli import app
 from imgorigin.images import save_png
-from imgorigin.verification.generators import load_generator
+from imgorigin.verification import load_generator
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.verification.verifier import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript

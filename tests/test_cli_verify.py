@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from imgorigin.cli import app
 from imgorigin.images import save_png
-from imgorigin.verification.generators import load_generator
+from imgorigin.verification import load_generator
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
 FAST = ["--steps", "150", "--restarts", "2", "--patience", "30", "--batch-size", "32"]
@@ -142,7 +142,7 @@ def test_clear_errors(setup):
     )
     assert wrong.exit_code == 2 and "imgorigin calibrate" in wrong.output
     missing = runner.invoke(app, ["verify", str(setup / "model.pt"), str(setup / "nope")])
-    assert missing.exit_code == 2 and "--calibration is required" in missing.output
+    assert missing.exit_code == 2 and "ships no calibration: give its calibration (--calibration CAL" in missing.output
     bad_model = runner.invoke(app, ["calibrate", str(setup / "nothing.pt"), "--out", str(setup / "x.json")])
     assert bad_model.exit_code == 2 and "Accepted" in bad_model.output
 

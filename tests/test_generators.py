@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imgorigin.verification.generators import ModelSpecError, TorchScriptError, load_generator
+from imgorigin.verification import load_generator
+from imgorigin.verification.generators import ModelSpecError, TorchScriptError
 from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 from imgorigin.verification.generators.ddim import DDIMGenerator
 from imgorigin.verification.inversion import InversionConfig, invert

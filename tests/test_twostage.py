@@ -12,7 +12,7 @@ import pytest
 from imgorigin.attribution.openset import LinearProbe
 from imgorigin.images import save_png
 from imgorigin.twostage import Binding, TwoStageAttributor, load_bindings, save_bindings
-from imgorigin.verification.generators import load_generator
+from imgorigin.verification import load_generator
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.verification.verifier import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript

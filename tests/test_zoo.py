@@ -12,7 +12,7 @@ import torch
 import imgorigin.zoo as zoo
 from imgorigin.images import quantize_8bit
 from imgorigin.runtime import sha256_file
-from imgorigin.verification.generators import Generator
+from imgorigin.verification.generators import Generator, ModelSpecError
 from imgorigin.zoo import data, quality
 
 MODELS = ["dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm"]
@@ -47,7 +47,7 @@ def test_list_models_names_are_the_interface():
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(KeyError, match="unknown zoo model"):
+    with pytest.raises(ModelSpecError, match="unknown zoo model"):
         zoo.load("stylegan")
 
 

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
+from imgorigin.errors import ImgoriginError
+
 logger = logging.getLogger("imgorigin")
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -63,7 +65,7 @@ _CONVERT_TO = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}
 _ORIENTATIONS = frozenset(range(2, 9))
 
 
-class ImageError(ValueError):
+class ImageError(ImgoriginError, ValueError):
     """A file that cannot be used as an image; ``str(err)`` is ``"<path>: <what is wrong>"``."""
 
     def __init__(self, path: str | os.PathLike[str], message: str) -> None:

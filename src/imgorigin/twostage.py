@@ -33,6 +33,7 @@ import numpy as np
 from imgorigin.attribution.openset import OpenSetClassifier
 from imgorigin.labels import INCONCLUSIVE, MEMBER, REJECTED, UNKNOWN
 from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.sources import default_calibration, load_generator
 from imgorigin.verification.verifier import Verifier, decide, score_paths
 
 BINDINGS_FILE = "bindings.json"
@@ -58,17 +59,10 @@ class Binding:
         return cls(label, model, calibration or None)
 
     def calibration_path(self) -> Path:
-        """The calibration file to use: the given one, or the shipped one for ``zoo:`` models."""
+        """The calibration file to use: the given one, or the one the model's source ships (zoo models)."""
         if self.calibration:
             return Path(self.calibration)
-        if self.model.startswith("zoo:"):
-            from imgorigin.zoo.calibrations import calibration_path
-
-            return calibration_path(self.model[4:])
-        raise ValueError(
-            f"binding {self.label}={self.model}: give its calibration as "
-            f"{self.label}={self.model}@CAL (write one with `imgorigin calibrate`)"
-        )
+        return default_calibration(self.model)
 
 
 def load_bindings(classifier_dir: str | Path) -> dict[str, Binding]:
@@ -119,8 +113,6 @@ class TwoStageAttributor:
     def verifier(self, label: str) -> Verifier:
         """The loaded generator and calibration of a bound class (loaded once)."""
         if label not in self._verifiers:
-            from imgorigin.verification.generators import load_generator
-
             binding = self.bindings[label]
             generator = load_generator(binding.model, device=self.device)
             calibration = Calibration.load(binding.calibration_path())

@@ -1,4 +1,4 @@
-"""Pieces every command shares: device choice, progress-bar policy, and error exits."""
+"""Pieces every command shares: device option, progress-bar policy, and error exits."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import sys
 from typing import Annotated, NoReturn
 
 import typer
+
+from imgorigin.errors import UsageError
 
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")]
 
@@ -15,7 +17,6 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with ``code`` (2 = bad usage or input)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+def fail(message: str) -> NoReturn:
+    """Stop the command with ``error: message`` and exit status 2 (a usage or input error)."""
+    raise UsageError(message)

@@ -34,9 +34,9 @@ def demo(
     from imgorigin.records import RecordWriter
     from imgorigin.report import write_report
     from imgorigin.verification.calibration import Calibration
+    from imgorigin.verification.sources import default_calibration
     from imgorigin.verification.verifier import Verifier
     from imgorigin.zoo import data
-    from imgorigin.zoo.calibrations import calibration_path
 
     device = resolve_device(device)
     images_dir = out / "images"
@@ -56,7 +56,7 @@ def demo(
     sections, verdicts = [], {}
     for model in DEMO_MODELS:
         generator = zoo.load(model, device=device)
-        calibration = Calibration.load(calibration_path(model))
+        calibration = Calibration.load(default_calibration(f"zoo:{model}"))
         verifier = Verifier(generator, calibration, alpha=alpha, cache_dir=None)
         with RecordWriter(out / f"results_{model}.jsonl", resume=False) as writer:
             records = []

@@ -161,11 +161,12 @@ def verify(
     from imgorigin.images import ImageError, find_images
     from imgorigin.records import RecordWriter
     from imgorigin.verification.calibration import Calibration, CalibrationError
+    from imgorigin.verification.sources import default_calibration
     from imgorigin.verification.verifier import Verifier
 
     generator = _load(model, device, None)
     try:
-        cal = Calibration.load(calibration or _shipped_calibration(model))
+        cal = Calibration.load(calibration or default_calibration(model))
         verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
         found = find_images(paths)
     except (CalibrationError, ImageError, ValueError) as exc:
@@ -198,23 +199,9 @@ def verify(
 
 
 def _load(model: str, device: str, ddim_steps: int | None):
-    from imgorigin.verification.generators import ModelSpecError, TorchScriptError, load_generator
+    from imgorigin.verification import load_generator
 
-    try:
-        return load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
-    except (ModelSpecError, TorchScriptError, KeyError) as exc:
-        fail(str(exc))
-
-
-def _shipped_calibration(model: str) -> Path:
-    if model.startswith("zoo:"):
-        from imgorigin.zoo.calibrations import calibration_path
-
-        try:
-            return calibration_path(model[4:])
-        except (FileNotFoundError, KeyError) as exc:
-            fail(str(exc))
-    fail(f"--calibration is required for {model} (write one with `imgorigin calibrate {model} --out CAL`)")
+    return load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
 
 
 def bench_verify(

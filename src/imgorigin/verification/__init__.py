@@ -5,8 +5,9 @@ reconstruction, and decide against the scores of the model's own samples with st
 """
 
 from imgorigin.verification.calibration import Calibration, CalibrationError
-from imgorigin.verification.generators import Generator, load_generator
+from imgorigin.verification.generators import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter
+from imgorigin.verification.sources import ModelSource, default_calibration, load_generator, register_source
 from imgorigin.verification.verifier import Verifier, calibrate, decide
 
 __all__ = [
@@ -15,8 +16,11 @@ __all__ = [
     "Generator",
     "InversionConfig",
     "Inverter",
+    "ModelSource",
     "Verifier",
     "calibrate",
     "decide",
+    "default_calibration",
     "load_generator",
+    "register_source",
 ]

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import stats
 
 from imgorigin import __version__
+from imgorigin.errors import ImgoriginError
 from imgorigin.verification.inversion import InversionConfig
 
 FORMAT = "imgorigin.calibration/1"
@@ -37,7 +38,7 @@ FORMAT = "imgorigin.calibration/1"
 QUANTISATION_FLOOR = 1 / (255**2 * 12)
 
 
-class CalibrationError(ValueError):
+class CalibrationError(ImgoriginError, ValueError):
     """A calibration file that is unreadable or does not belong to the model it is used with."""
 
 

@@ -28,10 +28,14 @@ from typing import Any
 
 import torch
 
+from imgorigin.errors import ImgoriginError
+from imgorigin.verification.sources import ModelSource
 from imgorigin.zoo.registry import RECIPES, Recipe, get_recipe
 
 __all__ = [
     "RECIPES",
+    "SOURCE",
+    "MissingWeightsError",
     "Recipe",
     "get_recipe",
     "list_models",
@@ -41,6 +45,10 @@ __all__ = [
     "train",
     "weights_dir",
 ]
+
+
+class MissingWeightsError(ImgoriginError, FileNotFoundError):
+    """A zoo model whose weights are not in the folder given (or not shipped in this checkout)."""
 
 
 def weights_dir() -> Path:
@@ -56,7 +64,7 @@ def list_models() -> list[str]:
 def _check_shipped(name: str, root: Path) -> None:
     missing = [f for f in get_recipe(name).weight_files() if not (root / f).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingWeightsError(
             f"zoo model {name!r}: weight file(s) {', '.join(missing)} not found under {root}; "
             f"train them with imgorigin.zoo.train({name!r}, out_dir) and pass weights=out_dir"
         )
@@ -126,3 +134,18 @@ def model_card(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no model card for {name!r} at {path}")
     return json.loads(path.read_text())
+
+
+def _load_spec(name: str, ddim_steps: int | None = None):
+    """``zoo:NAME`` for the model-source resolver (each zoo model has its own sampler settings)."""
+    return load(name)
+
+
+def _shipped_calibration(name: str) -> Path:
+    from imgorigin.zoo.calibrations import calibration_path
+
+    return calibration_path(name)
+
+
+#: ``zoo:NAME`` specs, declared as the ``zoo`` entry point of ``imgorigin.sources`` in pyproject.toml.
+SOURCE = ModelSource("zoo", _load_spec, _shipped_calibration)

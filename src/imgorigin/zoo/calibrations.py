@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from imgorigin.verification.calibration import CalibrationError
+
 #: Samples per shipped calibration (the issue's and the paper's protocol: the model's own images).
 SHIPPED_SAMPLES = 200
 #: Zoo models shipped without a calibration, and why (named in the error a user gets).
@@ -48,12 +50,12 @@ def calibration_path(name: str) -> Path:
     get_recipe(name)
     path = calibration_dir() / f"{name}.json"
     if name in NOT_CALIBRATED:
-        raise FileNotFoundError(
+        raise CalibrationError(
             f"zoo:{name} ships without a calibration: {NOT_CALIBRATED[name]}. To try it anyway: "
             f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL"
         )
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CalibrationError(
             f"no shipped calibration for zoo:{name} at {path}; make one with "
             f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL"
         )

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgorigin.errors import ImgoriginError
+
 #: Where the Debian package ``dataset-fashion-mnist`` installs the idx.gz files.
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 #: Environment variable that points at another directory holding the same four idx.gz files.
@@ -48,7 +50,7 @@ SUBSET_SIZE = 200
 SUBSET_SEED = 20240501
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(ImgoriginError, FileNotFoundError):
     """The full Fashion-MNIST splits are not installed on this machine."""
 
 

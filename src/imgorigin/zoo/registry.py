@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from imgorigin.verification.generators.loading import ModelSpecError
 from imgorigin.zoo.dcgan import DCGANConfig
 from imgorigin.zoo.ddpm import DDPMConfig
 from imgorigin.zoo.ldm import LDMConfig
@@ -83,4 +84,4 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise KeyError(f"unknown zoo model {name!r}; available: {', '.join(RECIPES)}") from None
+        raise ModelSpecError(f"unknown zoo model {name!r}; available: {', '.join(RECIPES)}") from None

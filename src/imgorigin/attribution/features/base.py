@@ -9,10 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imgorigin.errors import ImgoriginError
+
 Images = torch.Tensor | Sequence[torch.Tensor]
 
 
-class BackboneError(ValueError):
+class BackboneError(ImgoriginError, ValueError):
     """A backbone that cannot be created: unknown name, or model files that are not available offline."""
 
 

@@ -1,12 +1,5 @@
-"""Turn a MODEL spec string into a :class:`Generator`: a zoo name, a file, a directory, a hub id or a factory.
-
-Accepted forms, tried in this order:
-  ``zoo:NAME``                 a model of the shipped zoo (``imgorigin zoo list``);
-  an existing file             a TorchScript generator (``torch.jit.save``), see :mod:`.torchscript`;
-  an existing directory        a diffusers model: an autoencoder (``AutoencoderKL``/``VQModel``), a
-                               ``UNet2DModel`` with its scheduler, or a whole pipeline folder;
-  ``package.module:function``  a Python factory returning a Generator or an ``nn.Module`` with ``latent_shape``;
-  ``hf:ORG/NAME``              a diffusers model in the offline Hugging Face cache (never downloaded).
+"""Loaders for the generator formats a MODEL spec can name: TorchScript files, diffusers folders or offline hub ids,
+and ``package.module:function`` factories. :mod:`imgorigin.verification.sources` chooses among them.
 """
 
 from __future__ import annotations
@@ -18,42 +11,16 @@ from pathlib import Path
 
 import torch
 
+from imgorigin.errors import ImgoriginError
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.generators.torch_module import ModuleGenerator
-from imgorigin.verification.generators.torchscript import load_torchscript
 
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 AUTOENCODER_CLASSES = ("AutoencoderKL", "VQModel")
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(ImgoriginError, ValueError):
     """A MODEL spec that names nothing loadable; the message lists the accepted forms."""
-
-
-def load_generator(spec: str, *, device: str = "cpu", ddim_steps: int | None = None) -> Generator:
-    """Load the generator that ``spec`` names, in inference mode on ``device``."""
-    generator = _resolve(spec, ddim_steps)
-    return generator.eval().to(device)
-
-
-def _resolve(spec: str, ddim_steps: int | None) -> Generator:
-    if spec.startswith("zoo:"):
-        from imgorigin import zoo
-
-        return zoo.load(spec[4:])
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return load_torchscript(path)
-    if path.is_dir():
-        return load_diffusers(path, ddim_steps=ddim_steps)
-    if spec.startswith("hf:"):
-        return load_diffusers(spec[3:], ddim_steps=ddim_steps)
-    if FACTORY_PATTERN.match(spec):
-        return load_factory(spec)
-    raise ModelSpecError(
-        f"MODEL {spec!r} is not a zoo name, an existing file or directory, a 'package.module:function' factory "
-        "or an 'hf:ORG/NAME' id. Accepted: zoo:NAME | model.pt (TorchScript) | diffusers_dir/ | pkg.mod:fn | hf:id"
-    )
 
 
 def load_factory(spec: str) -> Generator:

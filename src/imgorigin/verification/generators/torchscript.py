@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
+from imgorigin.errors import ImgoriginError
 from imgorigin.verification.generators.torch_module import ModuleGenerator
 
 
-class TorchScriptError(ValueError):
+class TorchScriptError(ImgoriginError, ValueError):
     """The file is not a TorchScript generator that follows the contract above."""
 
 
