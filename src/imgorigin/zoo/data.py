@@ -46,8 +46,6 @@ CLASS_NAMES = (
 )
 
 SUBSET_FILE = "fashion_mnist_test_subset.npz"
-SUBSET_SIZE = 200
-SUBSET_SEED = 20240501
 
 
 class DatasetNotFoundError(ImgoriginError, FileNotFoundError):
@@ -116,7 +114,7 @@ def load_split(split: str, root: str | os.PathLike | None = None) -> tuple[np.nd
 def load_subset() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The shipped test-split subset: ``(images uint8 [200, 28, 28], labels [200], test-split indices [200])``.
 
-    Always available (shipped in the package); 20 images per class, drawn once with a fixed seed.
+    Always available (shipped in the package); 20 images per class, drawn once with numpy seed 20240501.
     """
     ref = resources.files("imgorigin.zoo") / "data" / SUBSET_FILE
     with resources.as_file(ref) as path, np.load(path) as npz:
@@ -141,17 +139,3 @@ def test_images(root: str | os.PathLike | None = None) -> torch.Tensor:
 def subset_images() -> torch.Tensor:
     """The shipped 200 test images as float ``[200, 1, 28, 28]`` in [0, 1]."""
     return to_tensor(load_subset()[0])
-
-
-def make_subset(out_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
-    """Rebuild the shipped subset file: 20 test images per class, chosen with a fixed seed."""
-    images, labels = load_split("test", root)
-    rng = np.random.default_rng(SUBSET_SEED)
-    per_class = SUBSET_SIZE // len(CLASS_NAMES)
-    idx = np.concatenate(
-        [np.sort(rng.choice(np.flatnonzero(labels == c), per_class, replace=False)) for c in range(10)]
-    )
-    idx = np.sort(idx)
-    out_path = Path(out_path)
-    np.savez_compressed(out_path, images=images[idx], labels=labels[idx], indices=idx.astype(np.int32))
-    return out_path

@@ -226,19 +226,3 @@ def load(cfg: DDPMConfig, weights_dir: Path, device: str | torch.device = "cpu")
     unet, scheduler = load_components(cfg, weights_dir, device)
     gen = DDIMGenerator(unet, scheduler, num_inference_steps=cfg.num_inference_steps, id=f"zoo:{cfg.name}")
     return gen.to(device).eval()
-
-
-@torch.no_grad()
-def sample_direct(
-    cfg: DDPMConfig, weights_dir: Path, n: int, seed: int, device: str | torch.device = "cpu", batch_size: int = 256
-) -> torch.Tensor:
-    """Samples without the generator adapter (same latents as ``load(...).sample``): x_T ~ N(0, I) from ``seed``."""
-    unet, scheduler = load_components(cfg, weights_dir, device)
-    x_t = torch.randn((n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
-    out = [
-        ((ddim_sample(unet, scheduler, x_t[i : i + batch_size].to(device), cfg.num_inference_steps) + 1) / 2)
-        .clamp(0, 1)
-        .cpu()
-        for i in range(0, n, batch_size)
-    ]
-    return torch.cat(out)

@@ -16,7 +16,6 @@ Shipped as diffusers folders under ``weights/ldm/``: ``vae`` (``AutoencoderKL``)
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +242,3 @@ def load(cfg: LDMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
     vae, unet, scheduler = load_components(cfg, weights_dir, device)
     sampler = LatentSampler(unet, scheduler, cfg.num_inference_steps)
     return AutoencoderGenerator(vae, id=f"zoo:{cfg.name}", latent_sampler=sampler).to(device)
-
-
-def replace(cfg: LDMConfig, **changes) -> LDMConfig:
-    return dataclasses.replace(cfg, **changes)

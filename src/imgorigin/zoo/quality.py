@@ -67,14 +67,3 @@ def image_features(images: torch.Tensor, backbone=None, layer: str = FD_LAYER, b
 
         backbone = create_backbone(FD_BACKBONE)
     return backbone.embed(images, layer=layer, batch_size=batch_size)
-
-
-def frechet_distance_images(
-    images1: torch.Tensor, images2: torch.Tensor, backbone=None, layer: str = FD_LAYER
-) -> float:
-    """FD between two image sets on backbone features (EfficientNet-Lite0 head by default)."""
-    if backbone is None:
-        from imgorigin.attribution.features import create_backbone
-
-        backbone = create_backbone(FD_BACKBONE)
-    return frechet_distance_features(image_features(images1, backbone, layer), image_features(images2, backbone, layer))
