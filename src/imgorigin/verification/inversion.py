@@ -25,9 +25,9 @@ import hashlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -118,6 +118,16 @@ class InversionResult:
 #: Called as each image finishes (after its last attempt): (image index, best score, steps used over all
 #: attempts: Adam steps + refinement iterations).
 DoneCallback = Callable[[int, float, int], None]
+
+
+class Finished(NamedTuple):
+    """One image whose inversion is over: its index in the batch, best distance, steps over all attempts and
+    (when asked for) the best latent."""
+
+    index: int
+    score: float
+    steps: int
+    latent: torch.Tensor | None
 
 
 def image_key(image: torch.Tensor) -> str:
@@ -232,6 +242,27 @@ class Inverter:
         return_latents: bool = False,
     ) -> InversionResult:
         """Invert ``images`` ``[N, C, H, W]`` in [0, 1]; ``keys`` (content hashes) seed each image's restarts."""
+        n = images.shape[0] if images.dim() == 4 else 0
+        scores, steps = np.full(n, np.inf), np.zeros(n, dtype=np.int64)
+        latents = torch.empty((n, *self.generator.latent_shape)) if return_latents else None
+        start = time.perf_counter()
+        for done in self.finished(images, keys=keys, progress=progress, return_latents=return_latents):
+            scores[done.index], steps[done.index] = done.score, done.steps
+            if latents is not None:
+                latents[done.index] = done.latent
+            if callback is not None:
+                callback(done.index, done.score, done.steps)
+        return InversionResult(scores, steps, time.perf_counter() - start, latents)
+
+    def finished(
+        self,
+        images: torch.Tensor,
+        *,
+        keys: Sequence[str] | None = None,
+        progress: bool = False,
+        return_latents: bool = False,
+    ) -> Iterator[Finished]:
+        """Invert ``images``, yielding each image as soon as its last attempt ends, so callers can record it at once."""
         gen = self.generator
         if images.dim() != 4 or tuple(images.shape[1:]) != gen.image_shape:
             raise ValueError(
@@ -243,11 +274,11 @@ class Inverter:
         scores = np.full(n, np.inf)
         steps = np.zeros(n, dtype=np.int64)
         attempts = np.zeros(n, dtype=np.int64)  # attempts made; each draws fresh starts (see _admit)
-        latents = torch.empty((n, *gen.latent_shape)) if return_latents else None
+        best_z: list[torch.Tensor | None] = [None] * n
         active = _Active(gen.latent_shape, gen.image_shape, gen.device, return_latents or self.refines)
         queue = deque(range(n))
         pending: list[tuple[int, torch.Tensor, torch.Tensor, float, int]] = []  # Adam done, refinement not
-        start = time.perf_counter()
+        ready: list[Finished] = []
         from tqdm.auto import tqdm
 
         def finish(i: int, score: float, used: int, z: torch.Tensor | None) -> None:
@@ -255,13 +286,13 @@ class Inverter:
             attempts[i] += 1
             if score < scores[i]:
                 scores[i] = score
-                if latents is not None:
-                    latents[i] = z.cpu()
+                if return_latents:
+                    best_z[i] = z.cpu()
             if scores[i] > self.config.retry_above and attempts[i] <= self.config.retries:
                 queue.append(i)  # a failed attempt: try again from fresh starts, keep the best
                 return
-            if callback is not None:
-                callback(i, float(scores[i]), int(steps[i]))
+            ready.append(Finished(i, float(scores[i]), int(steps[i]), best_z[i]))
+            best_z[i] = None
             bar.update(1)
 
         with tqdm(total=n, desc=f"inverting ({gen.id})", unit="img", disable=not progress, leave=False) as bar:
@@ -282,7 +313,8 @@ class Inverter:
                     for (i, _, _, _, used), (z, score, iters) in zip(pending, self._refine(pending), strict=True):
                         finish(i, score, used + iters, z)
                     pending.clear()
-        return InversionResult(scores, steps, time.perf_counter() - start, latents)
+                yield from ready
+                ready.clear()
 
     # -- internals -------------------------------------------------------------------------------------
     def _admit(
