@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ class ScoreCache:
 
 @dataclass
 class ScoredImage:
-    """An image and its inversion score (``seconds``: its share of the batch's wall time)."""
+    """An image and its inversion score (``seconds``: wall time since the previous image of its batch finished)."""
 
     image: LoadedImage
     score: float
@@ -89,20 +90,15 @@ def score_loaded(
             pending.append(image)
     if not pending:
         return
-    finished: list[tuple[int, float]] = []
-    inverter = Inverter(generator, config)
     tensors = torch.stack([img.tensor() for img in pending])
-    result = inverter(
-        tensors,
-        keys=[img.sha256 for img in pending],
-        progress=progress,
-        callback=lambda i, score, _steps: finished.append((i, score)),
-    )
-    per_image = result.seconds / len(pending)
-    for i, score in finished:
+    keys = [img.sha256 for img in pending]
+    last = time.perf_counter()
+    for done in Inverter(generator, config).finished(tensors, keys=keys, progress=progress):
+        now = time.perf_counter()
         if cache:
-            cache.put(pending[i].sha256, score)
-        yield ScoredImage(pending[i], score, per_image, False)
+            cache.put(pending[done.index].sha256, done.score)
+        yield ScoredImage(pending[done.index], done.score, now - last, False)  # its share of the wall time
+        last = now
 
 
 def score_paths(
