@@ -1,7 +1,8 @@
 """Per-image reconstruction distances ``d(reconstruction, target) -> [B]`` for the inversion engine.
 
-MSE on [0, 1] pixels is the paper's choice and the default; L1, SSIM and a perceptual distance through any
-feature network are pluggable. Every distance returns one value per row so rows can act as restarts.
+MSE on [0, 1] pixels is the paper's choice and the default; L1 and SSIM are the alternatives. Each is named in
+:data:`DISTANCES`, so a calibration file names the distance it used. Every distance returns one value per row
+so rows can act as restarts.
 """
 
 from __future__ import annotations
@@ -47,18 +48,6 @@ def ssim_distance(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     cov = blur(recon * target) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return 1 - ssim_map.flatten(1).mean(1)
-
-
-class PerceptualDistance:
-    """Mean squared distance between feature maps of a frozen network (e.g. LPIPS-style), per image."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        self.network = network.eval()
-        for p in self.network.parameters():
-            p.requires_grad_(False)
-
-    def __call__(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return mse(self.network(recon), self.network(target))
 
 
 DISTANCES: dict[str, Distance] = {"mse": mse, "l1": l1, "ssim": ssim_distance}

@@ -26,13 +26,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Literal, NamedTuple
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
-from imgorigin.verification.distances import Distance, get_distance
+from imgorigin.verification.distances import get_distance
 from imgorigin.verification.generators.base import Generator
 
 InitMode = Literal["auto", "random", "search", "encoder"]
@@ -47,30 +47,51 @@ LM_DAMPING, LM_UP, LM_DOWN, LM_MAX_DAMPING, LM_FD_STEP = 1e-2, 4.0, 3.0, 1e4, 1e
 LM_JACOBIAN_BUDGET = 2**25
 
 
+def _setting(default: Any, text: str) -> Any:
+    """A field of :class:`InversionConfig` with its help text, from which the CLI builds its options."""
+    return field(default=default, metadata={"help": text})
+
+
 @dataclass(frozen=True)
 class InversionConfig:
     """Settings of one inversion; stored in calibration files so verification reuses them exactly."""
 
-    steps: int = 200  # most Adam steps per image (when the refinement applies: refine_after)
-    lr: float = 0.2  # Adam learning rate (paper: 0.1; 0.2 measured best on the zoo DCGAN at 160 steps)
-    restarts: int = 4  # latents optimised per image; the best one counts
-    prune_after: int = 25  # after this many steps keep only each image's best restart (0: never)
-    init: InitMode = "auto"  # auto = encoder when the model has one, else search
-    search_candidates: int = 16  # random latents scored (forward only) per restart kept, for init=search
-    patience: int = 40  # stop an image once its best loss improved by < tolerance over this many steps
-    rel_tol: float = 1e-2  # tolerance relative to the best loss at the start of the window
-    abs_tol: float = 1e-7  # plus this, in distance units (a tenth of the 8-bit quantisation MSE, 1.3e-6)
-    batch_size: int = 64  # images optimised at once (rows = batch_size × restarts): bounds memory
-    distance: str = "mse"
-    schedule: Literal["cosine", "constant"] = "cosine"
-    seed: int = 0
-    refine_steps: int = 60  # most Levenberg–Marquardt iterations after Adam (MSE only); 0: Adam only
-    refine_after: int = 25  # Adam steps before the refinement takes over, when it applies
-    refine_max_dim: int = 256  # refine only latents with at most this many values (Jacobian cost ∝ dim)
-    refine_patience: int = 5  # stop refining once the loss improved by < rel_tol (+ abs_tol) over this many
-    refine_broyden: int = 3  # Broyden-updated Jacobians between two measured ones (a measurement: dim forwards)
-    retries: int = 0  # more whole attempts (fresh random starts) for an image whose best stays above retry_above
-    retry_above: float = 1e-5  # distance above which an attempt counts as failed (MSE: ~8x the 8-bit floor)
+    steps: int = _setting(200, "Most Adam steps per image (when the refinement applies: refine_after).")
+    lr: float = _setting(0.2, "Adam learning rate (paper: 0.1; 0.2 measured best on the zoo DCGAN at 160 steps).")
+    restarts: int = _setting(4, "Latents optimised per image; the best one counts.")
+    prune_after: int = _setting(25, "After this many steps keep only each image's best restart (0: never).")
+    init: InitMode = _setting(
+        "auto", "Start latents: auto (encoder when the model has one, else search), random, search, encoder."
+    )
+    search_candidates: int = _setting(16, "Random latents scored (forward only) per restart kept, for init=search.")
+    patience: int = _setting(40, "Stop an image once its best loss improved by < tolerance over this many steps.")
+    rel_tol: float = _setting(1e-2, "Tolerance relative to the best loss at the start of the patience window.")
+    abs_tol: float = _setting(
+        1e-7, "Plus this, in distance units (a tenth of the 8-bit quantisation MSE, 1.3e-6), in the tolerance."
+    )
+    batch_size: int = _setting(64, "Images optimised at once (rows = batch_size x restarts): bounds memory.")
+    distance: str = _setting("mse", "Reconstruction distance: mse, l1 or ssim (the refinement needs mse).")
+    schedule: Literal["cosine", "constant"] = _setting(
+        "cosine", "Adam learning-rate schedule: cosine (down to 5 % of lr at the last step) or constant."
+    )
+    seed: int = _setting(0, "Seed of every image's random starts (mixed with the image's content hash).")
+    refine_steps: int = _setting(60, "Most Levenberg-Marquardt iterations after Adam (MSE only); 0: Adam only.")
+    refine_after: int = _setting(25, "Adam steps before the refinement takes over, when it applies.")
+    refine_max_dim: int = _setting(
+        256, "Refine only latents with at most this many values (Jacobian cost grows with it)."
+    )
+    refine_patience: int = _setting(
+        5, "Stop refining once the loss improved by < rel_tol (+ abs_tol) over this many iterations."
+    )
+    refine_broyden: int = _setting(
+        3, "Broyden-updated Jacobians between two measured ones (a measurement costs one forward per latent value)."
+    )
+    retries: int = _setting(
+        0, "More whole attempts (fresh random starts) for an image whose best stays above retry_above."
+    )
+    retry_above: float = _setting(
+        1e-5, "Distance above which an attempt counts as failed (MSE: ~8x the 8-bit quantisation floor)."
+    )
 
     def __post_init__(self) -> None:
         if self.rel_tol < 0 or self.abs_tol < 0 or self.patience < 1:
@@ -211,12 +232,10 @@ def _per_image_min(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.T
 class Inverter:
     """Runs batched inversion of images against one generator with one :class:`InversionConfig`."""
 
-    def __init__(
-        self, generator: Generator, config: InversionConfig | None = None, distance: Distance | None = None
-    ) -> None:
+    def __init__(self, generator: Generator, config: InversionConfig | None = None) -> None:
         self.generator = generator
         self.config = config or InversionConfig()
-        self.distance = distance or get_distance(self.config.distance)
+        self.distance = get_distance(self.config.distance)
         init = self.config.init
         if init == "encoder" and not generator.has_encoder:
             raise ValueError(f"init='encoder' but model {generator.id} has no encoder")
@@ -224,10 +243,7 @@ class Inverter:
         dim = math.prod(generator.latent_shape)
         #: Whether Levenberg–Marquardt refines Adam's result (MSE distance, small enough latent).
         self.refines = (
-            self.config.refine_steps > 0
-            and self.config.distance == "mse"
-            and distance is None
-            and dim <= self.config.refine_max_dim
+            self.config.refine_steps > 0 and self.config.distance == "mse" and dim <= self.config.refine_max_dim
         )
         #: Adam steps per image: a short basin search before refinement, else the whole budget.
         self.adam_steps = min(self.config.refine_after, self.config.steps) if self.refines else self.config.steps
