@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,13 +42,13 @@ class ScoreCache:
         settings = json.dumps(config.to_dict(), sort_keys=True)
         key = hashlib.sha256(f"{generator.weight_hash()}|{settings}|{generator.image_shape}".encode()).hexdigest()
         self.path = Path(cache_dir) / "scores" / f"{key[:32]}.jsonl"
-        if self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.scores[entry["sha256"]] = float(entry["score"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut short by an interrupted run
+        data = self.path.read_bytes() if self.path.is_file() else b""
+        self._torn = bool(data) and not data.endswith(b"\n")  # a run killed mid-line: start the next on a new one
+        if data:
+            for line in data.splitlines():
+                entry = _cache_entry(line)
+                if entry is not None:
+                    self.scores[entry[0]] = entry[1]
 
     def get(self, sha256: str) -> float | None:
         """The cached score of an image, or None."""
@@ -59,7 +60,20 @@ class ScoreCache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
-                f.write(json.dumps({"sha256": sha256, "score": score}) + "\n")
+                f.write(("\n" if self._torn else "") + json.dumps({"sha256": sha256, "score": score}) + "\n")
+            self._torn = False
+
+
+def _cache_entry(line: bytes) -> tuple[str, float] | None:
+    """(sha256, score) of one cache line, or None for a line that is cut short, corrupt or not a valid score
+    (NaN, negative, not a number): such an image is simply inverted again and its new line wins."""
+    try:
+        entry = json.loads(line)
+        sha256, score = entry["sha256"], entry["score"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    valid = isinstance(sha256, str) and isinstance(score, int | float) and not isinstance(score, bool)
+    return (sha256, float(score)) if valid and math.isfinite(score) and score >= 0 else None
 
 
 @dataclass
