@@ -15,7 +15,8 @@ ldm        AutoencoderKL decoder, scaled latent [4, 7, 7] (encoder initialisatio
 ======== ===================================================================================
 
 API: :func:`list_models`, :func:`load`, :func:`sample`, :func:`train`, :func:`model_card`. Data:
-:mod:`imgorigin.zoo.data`; Fréchet distance: :mod:`imgorigin.zoo.quality`.
+:mod:`imgorigin.zoo.data`. Each family's architecture and ``load`` are in ``zoo/<family>.py``; its training is in
+``zoo/training/<family>.py``, imported only by :func:`train`, so loading a model never imports training code.
 """
 
 from __future__ import annotations
@@ -114,11 +115,11 @@ def train(
     The stats are also written to ``out_dir/<name>/training.json``. Same seed and device reproduce the
     shipped weights up to floating-point non-determinism (bit-exactness across machines is not promised).
     """
-    from imgorigin.zoo.common import config_dict, default_log, environment, write_json
+    from imgorigin.zoo.training.common import config_dict, default_log, environment, write_json
 
     recipe = get_recipe(name)
     out = Path(out_dir)
-    stats = recipe.module.train(
+    stats = recipe.training_module.train(
         recipe.config, out, device=device, images=images, max_steps=max_steps, log=log or default_log
     )
     record = {"name": name, "config": config_dict(recipe.config), "training": stats, "environment": environment()}

@@ -1,133 +1,14 @@
-"""Shared pieces of the zoo recipes: seeding, minibatches, EMA, schedules, timing, file hashes, logging."""
+"""What the zoo recipes share at run time: safetensors weights into a module, a GAN generator as a Generator."""
 
 from __future__ import annotations
 
-import copy
-import json
-import math
 import os
-import platform
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, is_dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-Log = Callable[[str], None]
-
-
-def default_log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global generators (CPU and CUDA) and return a CPU generator for data order and noise."""
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def minibatches(
-    images: torch.Tensor, batch_size: int, rng: torch.Generator, device: torch.device
-) -> Iterator[torch.Tensor]:
-    """Endless stream of shuffled minibatches (full batches only; reshuffled every epoch with ``rng``)."""
-    n = images.shape[0]
-    if n < batch_size:  # tiny smoke-test datasets: sample with replacement
-        while True:
-            yield images[torch.randint(0, n, (batch_size,), generator=rng)].to(device)
-    while True:
-        perm = torch.randperm(n, generator=rng)
-        for i in range(0, n - batch_size + 1, batch_size):
-            yield images[perm[i : i + batch_size]].to(device, non_blocking=True)
-
-
-def warmup_cosine(step: int, total: int, warmup: int, final_frac: float = 0.05) -> float:
-    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine decay to ``final_frac``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class EMA:
-    """Exponential moving average of a module's parameters (buffers copied), with the usual warm-up."""
-
-    def __init__(self, module: torch.nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.module = copy.deepcopy(module).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.steps = 0
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        self.steps += 1
-        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for pe, p in zip(self.module.parameters(), module.parameters(), strict=True):
-            pe.lerp_(p.detach(), 1 - d)
-        for be, b in zip(self.module.buffers(), module.buffers(), strict=True):
-            be.copy_(b)
-
-
-def count_parameters(*modules: torch.nn.Module) -> int:
-    return sum(p.numel() for m in modules for p in m.parameters())
-
-
-def config_dict(config: Any) -> dict[str, Any]:
-    """A recipe config as a JSON-ready dict (tuples become lists)."""
-    d = asdict(config) if is_dataclass(config) else dict(config)
-    return json.loads(json.dumps(d))
-
-
-def environment() -> dict[str, Any]:
-    """Where training ran: device, torch version, CPU count, threads (recorded in the model card)."""
-    import diffusers
-
-    return {
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
-class Timer:
-    """Wall-clock seconds since construction."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    return path
-
-
-def load_training_images(images: torch.Tensor | None) -> torch.Tensor:
-    """The training images ``[N, 1, 28, 28]`` in [0, 1]: ``images`` if given, else the full train split."""
-    if images is not None:
-        return images.float()
-    from imgorigin.zoo.data import train_images
-
-    return train_images()
-
-
-def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Write a module's state dict as safetensors (contiguous CPU tensors)."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
+if TYPE_CHECKING:
+    from imgorigin.verification.generators.torch_module import ModuleGenerator
 
 
 def load_weights(
@@ -140,7 +21,9 @@ def load_weights(
     return module.to(device).eval()
 
 
-def gan_generator(module: torch.nn.Module, latent_dim: int, name: str, device: str | torch.device = "cpu"):
+def gan_generator(
+    module: torch.nn.Module, latent_dim: int, name: str, device: str | torch.device = "cpu"
+) -> ModuleGenerator:
     """A zoo GAN generator (z ~ N(0, I) in R^latent_dim → tanh image) as a verification Generator."""
     from imgorigin.verification.generators.torch_module import ModuleGenerator
 

@@ -7,37 +7,30 @@ moving average of the generator's weights (decay 0.999; Yazıcı et al. 2019 —
 iterate); its BatchNorm statistics are then re-estimated (cumulative average over many batches of random z)
 and it is used in eval mode, so decode(z) is a fixed, per-sample function of z. ``dcgan-twin`` is the same recipe
 with another seed: same architecture, same data, different weights — the hardest case for verification.
+Training (discriminator, loss, EMA, BatchNorm re-estimation): :mod:`imgorigin.zoo.training.dcgan`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from imgorigin.runtime import resolve_device
-from imgorigin.zoo.common import (
-    EMA,
-    Log,
-    Timer,
-    count_parameters,
-    default_log,
-    gan_generator,
-    load_training_images,
-    load_weights,
-    minibatches,
-    save_weights,
-    seed_everything,
-)
+from imgorigin.zoo.common import gan_generator, load_weights
+
+if TYPE_CHECKING:
+    from imgorigin.verification.generators.torch_module import ModuleGenerator
 
 FAMILY = "GAN (DCGAN)"
 
 
 @dataclass(frozen=True)
 class DCGANConfig:
+    """The recipe's architecture and training hyper-parameters (recorded in the model card)."""
+
     name: str = "dcgan"
     seed: int = 0
     latent_dim: int = 64
@@ -52,6 +45,8 @@ class DCGANConfig:
 
 
 class DCGANGenerator(nn.Module):
+    """z ``[B, latent_dim]`` → image ``[B, 1, 28, 28]`` in [-1, 1] (tanh)."""
+
     def __init__(self, latent_dim: int = 64, width: int = 64) -> None:
         super().__init__()
         self.latent_dim = latent_dim
@@ -70,121 +65,17 @@ class DCGANGenerator(nn.Module):
         return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
 
 
-class DCGANDiscriminator(nn.Module):
-    def __init__(self, width: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(2 * width),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * width, 1, 7, 1, 0),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
-
-
-def dcgan_init(m: nn.Module) -> None:
-    """The DCGAN paper's initialisation: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(
-    gen: nn.Module, latent_dim: int, batches: int, batch_size: int, rng: torch.Generator, device: torch.device
-) -> None:
-    """Replace BatchNorm running statistics by their exact average over ``batches`` batches of prior z."""
-    bns = [m for m in gen.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative moving average
-    gen.train()
-    for _ in range(batches):
-        gen(torch.randn((batch_size, latent_dim), generator=rng).to(device))
-    for bn in bns:
-        bn.momentum = 0.1
-    gen.eval()
-
-
-def train(
-    cfg: DCGANConfig,
-    out_dir: str | Path,
-    device: str | torch.device | None = None,
-    images: torch.Tensor | None = None,
-    max_steps: int | None = None,
-    log: Log = default_log,
-) -> dict:
-    """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
-
-    device = resolve_device(device)
-    rng = seed_everything(cfg.seed)
-    data = load_training_images(images) * 2 - 1
-    g = DCGANGenerator(cfg.latent_dim, cfg.width)
-    d = DCGANDiscriminator(cfg.width)
-    g.apply(dcgan_init)
-    d.apply(dcgan_init)
-    g.to(device).train()
-    d.to(device).train()
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-    steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    ema = EMA(g, cfg.ema_decay)
-    batches = minibatches(data, cfg.batch_size, rng, device)
-    timer = Timer()
-    for step in range(steps):
-        real = next(batches)
-        z = torch.randn((real.shape[0], cfg.latent_dim), generator=rng).to(device)
-        fake = g(z)
-        logit_real, logit_fake = d(real), d(fake.detach())
-        loss_d = F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = F.softplus(-d(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        ema.update(g)
-        if step % 100 == 0 or step == steps - 1:
-            log(
-                f"[{cfg.name}] step {step + 1}/{steps} loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} "
-                f"{timer.seconds:.0f}s"
-            )
-    g_ema = ema.module
-    recalibrate_batchnorm(g_ema, cfg.latent_dim, cfg.bn_recalibration_batches, 256, rng, device)
-    seconds = timer.seconds
-    root = Path(out_dir) / cfg.name
-    root.mkdir(parents=True, exist_ok=True)
-    g_ema.to("cpu")
-    save_weights(g_ema, root / "generator.safetensors")
-    return {
-        "steps": steps,
-        "epochs": steps * cfg.batch_size / data.shape[0],
-        "seconds": seconds,
-        "parameters": count_parameters(g),
-        "discriminator_parameters": count_parameters(d),
-        "device": str(device),
-    }
-
-
 def weight_files(cfg: DCGANConfig) -> list[str]:
+    """The generator's weight file, relative to a weights folder."""
     return [f"{cfg.name}/generator.safetensors"]
 
 
 def load_module(cfg: DCGANConfig, weights_dir: Path, device: str | torch.device = "cpu") -> DCGANGenerator:
+    """The bare generator module with its weights, in eval mode on ``device``."""
     path = Path(weights_dir) / cfg.name / "generator.safetensors"
     return load_weights(DCGANGenerator(cfg.latent_dim, cfg.width), path, device)
 
 
-def load(cfg: DCGANConfig, weights_dir: Path, device: str | torch.device = "cpu"):
+def load(cfg: DCGANConfig, weights_dir: Path, device: str | torch.device = "cpu") -> ModuleGenerator:
+    """The generator as verification inverts it: z ~ N(0, I) → tanh image, mapped to [0, 1]."""
     return gan_generator(load_module(cfg, weights_dir, device), cfg.latent_dim, cfg.name, device)

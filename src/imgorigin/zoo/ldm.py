@@ -11,35 +11,27 @@ Stage 2 (latent diffusion): ε-prediction, 1000-step linear β schedule, on the 
 single-resolution UNet (7×7 latents do not halve evenly) with a self-attention mid block.
 
 Shipped as diffusers folders under ``weights/ldm/``: ``vae`` (``AutoencoderKL``), ``unet`` (latent
-``UNet2DModel``) and ``scheduler`` (``DDIMScheduler``).
+``UNet2DModel``) and ``scheduler`` (``DDIMScheduler``). Training of both stages: :mod:`imgorigin.zoo.training.ldm`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from imgorigin.runtime import resolve_device
-from imgorigin.zoo.common import (
-    Log,
-    Timer,
-    count_parameters,
-    default_log,
-    load_training_images,
-    minibatches,
-    seed_everything,
-    warmup_cosine,
-)
-from imgorigin.zoo.ddpm import build_ddim_scheduler, build_train_scheduler, ddim_sample, train_diffusion
+if TYPE_CHECKING:
+    from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 
 FAMILY = "latent diffusion (AutoencoderKL + latent DDPM, DDIM sampler)"
 
 
 @dataclass(frozen=True)
 class LDMConfig:
+    """The recipe's autoencoder, latent UNet, diffusion and training hyper-parameters (in the model card)."""
+
     name: str = "ldm"
     seed: int = 4
     # stage 1: AutoencoderKL
@@ -74,138 +66,8 @@ class LDMConfig:
     ema_decay: float = 0.995
 
 
-def build_vae(cfg: LDMConfig):
-    from diffusers import AutoencoderKL
-
-    n = len(cfg.ae_block_out_channels)
-    return AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=tuple(cfg.ae_block_out_channels),
-        layers_per_block=cfg.ae_layers_per_block,
-        latent_channels=cfg.latent_channels,
-        norm_num_groups=cfg.ae_norm_num_groups,
-        sample_size=28,
-        scaling_factor=1.0,
-    )
-
-
-def build_latent_unet(cfg: LDMConfig):
-    from diffusers import UNet2DModel
-
-    return UNet2DModel(
-        sample_size=28 // 2 ** (len(cfg.ae_block_out_channels) - 1),
-        in_channels=cfg.latent_channels,
-        out_channels=cfg.latent_channels,
-        layers_per_block=cfg.layers_per_block,
-        block_out_channels=tuple(cfg.block_out_channels),
-        down_block_types=tuple(cfg.down_block_types),
-        up_block_types=tuple(cfg.up_block_types),
-        norm_num_groups=cfg.norm_num_groups,
-        attention_head_dim=cfg.attention_head_dim,
-    )
-
-
-@torch.no_grad()
-def encode_means(vae, images01: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
-    """Posterior means (unscaled) of images in [0, 1], on the CPU."""
-    vae.eval()
-    out = [
-        vae.encode(images01[i : i + batch_size].to(device) * 2 - 1).latent_dist.mean.cpu()
-        for i in range(0, images01.shape[0], batch_size)
-    ]
-    return torch.cat(out)
-
-
-def train_autoencoder(
-    cfg: LDMConfig, data01: torch.Tensor, device: torch.device, rng: torch.Generator, steps: int, log: Log
-):
-    vae = build_vae(cfg).to(device).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, cfg.ae_warmup))
-    batches = minibatches(data01, cfg.ae_batch_size, rng, device)
-    timer = Timer()
-    for step in range(steps):
-        x = next(batches) * 2 - 1
-        post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=rng).to(device)
-        rec = vae.decode(z).sample
-        rec_loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        kl = post.kl().mean() / x[0].numel()
-        loss = rec_loss + cfg.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(
-                f"[{cfg.name}/vae] step {step + 1}/{steps} rec {rec_loss.item():.4f} kl/px {kl.item():.3f} "
-                f"{timer.seconds:.0f}s"
-            )
-    vae.eval()
-    return vae, {"steps": steps, "epochs": steps * cfg.ae_batch_size / data01.shape[0], "seconds": timer.seconds}
-
-
-def train(
-    cfg: LDMConfig,
-    out_dir: str | Path,
-    device: str | torch.device | None = None,
-    images: torch.Tensor | None = None,
-    max_steps: int | None = None,
-    log: Log = default_log,
-) -> dict:
-    """Train both stages; writes the diffusers folders under ``out_dir / NAME``; returns training stats."""
-    device = resolve_device(device)
-    rng = seed_everything(cfg.seed)
-    data01 = load_training_images(images)
-    total = Timer()
-    ae_steps = cfg.ae_steps if max_steps is None else min(cfg.ae_steps, max_steps)
-    vae, ae_stats = train_autoencoder(cfg, data01, device, rng, ae_steps, log)
-    t = Timer()
-    means = encode_means(vae, data01, device)
-    scaling = float(1.0 / means.std())
-    vae.register_to_config(scaling_factor=scaling)
-    latents = means * scaling
-    log(f"[{cfg.name}] encoded {means.shape[0]} training images in {t.seconds:.0f}s; scaling factor {scaling:.4f}")
-    unet = build_latent_unet(cfg)
-    train_sched = build_train_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end)
-    steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    ema, dm_stats = train_diffusion(unet, train_sched, latents, cfg, device, rng, steps, log, f"{cfg.name}/unet")
-    save(cfg, vae, ema.module, Path(out_dir))
-    return {
-        "steps": steps,
-        "epochs": dm_stats["epochs"],
-        "seconds": total.seconds,
-        "autoencoder": ae_stats,
-        "latent_diffusion": {k: v for k, v in dm_stats.items()},
-        "scaling_factor": scaling,
-        "parameters": count_parameters(vae.decoder, vae.post_quant_conv),
-        "autoencoder_parameters": count_parameters(vae),
-        "latent_unet_parameters": count_parameters(unet),
-        "device": str(device),
-    }
-
-
-def save(cfg: LDMConfig, vae, unet, out_dir: Path) -> None:
-    root = out_dir / cfg.name
-    vae.to("cpu").save_pretrained(root / "vae", safe_serialization=True)
-    unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
-    # no clipping of the predicted x_0: scaled latents are not confined to [-1, 1] (as for Stable Diffusion)
-    ddim = build_ddim_scheduler(
-        cfg.num_train_timesteps,
-        cfg.beta_schedule,
-        cfg.beta_start,
-        cfg.beta_end,
-        cfg.timestep_spacing,
-        clip_sample=False,
-    )
-    ddim.save_pretrained(root / "scheduler")
-
-
 def weight_files(cfg: LDMConfig) -> list[str]:
+    """The autoencoder's and the latent UNet's weight files, relative to a weights folder."""
     return [
         f"{cfg.name}/vae/diffusion_pytorch_model.safetensors",
         f"{cfg.name}/unet/diffusion_pytorch_model.safetensors",
@@ -213,6 +75,7 @@ def weight_files(cfg: LDMConfig) -> list[str]:
 
 
 def load_components(cfg: LDMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
+    """The diffusers ``AutoencoderKL``, latent ``UNet2DModel`` (eval mode, on ``device``) and ``DDIMScheduler``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
     root = Path(weights_dir) / cfg.name
@@ -220,6 +83,17 @@ def load_components(cfg: LDMConfig, weights_dir: Path, device: str | torch.devic
     unet = UNet2DModel.from_pretrained(root / "unet", low_cpu_mem_usage=False).to(device).eval()
     scheduler = DDIMScheduler.from_pretrained(root / "scheduler")
     return vae, unet, scheduler
+
+
+@torch.no_grad()
+def ddim_sample(unet, scheduler, x_t: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) from ``x_t`` to x_0; returns the model's raw output range ([-1, 1])."""
+    scheduler.set_timesteps(num_inference_steps, device=x_t.device)
+    x = x_t
+    for t in scheduler.timesteps:
+        eps = unet(x, t).sample
+        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+    return x
 
 
 class LatentSampler:
@@ -236,7 +110,8 @@ class LatentSampler:
         return ddim_sample(self.unet, self.scheduler, x_t.to(device), self.num_inference_steps)
 
 
-def load(cfg: LDMConfig, weights_dir: Path, device: str | torch.device = "cpu"):
+def load(cfg: LDMConfig, weights_dir: Path, device: str | torch.device = "cpu") -> AutoencoderGenerator:
+    """The autoencoder decoder as verification inverts it; its samples come from the latent diffusion model."""
     from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 
     vae, unet, scheduler = load_components(cfg, weights_dir, device)

@@ -1,4 +1,4 @@
-"""The zoo's models by name: each name is one recipe module (the family) plus one frozen config."""
+"""The zoo's models by name: each name is one recipe family (a runtime and a training module) plus a frozen config."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from imgorigin.zoo.wgangp import WGANGPConfig
 
 @dataclass(frozen=True)
 class Recipe:
-    """A zoo entry: the recipe module (``train``, ``load``, ``weight_files``) and its hyper-parameters."""
+    """A zoo entry: its family's modules, ``zoo/<family>.py`` (architecture, ``load``, ``weight_files``) and
+    ``zoo/training/<family>.py`` (``train``), and its hyper-parameters."""
 
     name: str
     module_name: str
@@ -26,13 +27,21 @@ class Recipe:
 
     @property
     def module(self) -> ModuleType:
+        """The runtime module (architecture, weight files, ``load``): all that verification needs."""
         return importlib.import_module(f"{__package__}.{self.module_name}")
 
     @property
+    def training_module(self) -> ModuleType:
+        """The training module (``train``), imported only when a model is trained."""
+        return importlib.import_module(f"{__package__}.training.{self.module_name}")
+
+    @property
     def family(self) -> str:
+        """The model family, as the model card names it."""
         return self.module.FAMILY
 
     def weight_files(self) -> list[str]:
+        """The weight files of this model, relative to a weights folder (what ``load`` needs)."""
         return self.module.weight_files(self.config)
 
 
@@ -81,6 +90,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str) -> Recipe:
+    """The recipe of zoo model ``name``; a clear error (``ModelSpecError``) for an unknown name."""
     try:
         return RECIPES[name]
     except KeyError:

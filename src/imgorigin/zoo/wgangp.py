@@ -6,37 +6,30 @@ Critic (no normalisation, as WGAN-GP requires): Conv 4/2 → 48×14×14 → Conv
 Wasserstein loss with gradient penalty λ = 10 on random interpolates, ``n_critic`` critic steps per generator
 step, Adam(lr 5e-4, β = (0, 0.9)). The shipped generator is the EMA of the generator weights (decay 0.995), with
 BatchNorm statistics re-estimated after training; eval-mode generator.
+Training (critic, gradient penalty, EMA): :mod:`imgorigin.zoo.training.wgangp`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
-from imgorigin.runtime import resolve_device
-from imgorigin.zoo.common import (
-    EMA,
-    Log,
-    Timer,
-    count_parameters,
-    default_log,
-    gan_generator,
-    load_training_images,
-    load_weights,
-    minibatches,
-    save_weights,
-    seed_everything,
-)
-from imgorigin.zoo.dcgan import recalibrate_batchnorm
+from imgorigin.zoo.common import gan_generator, load_weights
+
+if TYPE_CHECKING:
+    from imgorigin.verification.generators.torch_module import ModuleGenerator
 
 FAMILY = "GAN (WGAN-GP)"
 
 
 @dataclass(frozen=True)
 class WGANGPConfig:
+    """The recipe's architecture and training hyper-parameters (recorded in the model card)."""
+
     name: str = "wgangp"
     seed: int = 1
     latent_dim: int = 64
@@ -54,6 +47,8 @@ class WGANGPConfig:
 
 
 class WGANGenerator(nn.Module):
+    """z ``[B, latent_dim]`` → image ``[B, 1, 28, 28]`` in [-1, 1] (tanh)."""
+
     def __init__(self, latent_dim: int = 64, width: int = 96) -> None:
         super().__init__()
         self.latent_dim, self.width = latent_dim, width
@@ -78,98 +73,17 @@ class WGANGenerator(nn.Module):
         return self.net(h)
 
 
-class WGANCritic(nn.Module):
-    def __init__(self, width: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1),
-            nn.LeakyReLU(0.2, True),
-            nn.Conv2d(width, 2 * width, 4, 2, 1),
-            nn.LeakyReLU(0.2, True),
-            nn.Flatten(),
-            nn.Linear(2 * width * 49, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
-
-
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    eps = torch.rand((real.shape[0], 1, 1, 1), generator=rng).to(real.device)
-    x = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
-def train(
-    cfg: WGANGPConfig,
-    out_dir: str | Path,
-    device: str | torch.device | None = None,
-    images: torch.Tensor | None = None,
-    max_steps: int | None = None,
-    log: Log = default_log,
-) -> dict:
-    """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
-
-    device = resolve_device(device)
-    rng = seed_everything(cfg.seed)
-    data = load_training_images(images) * 2 - 1
-    g = WGANGenerator(cfg.latent_dim, cfg.width).to(device).train()
-    c = WGANCritic(cfg.critic_width).to(device).train()
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    opt_c = torch.optim.Adam(c.parameters(), lr=cfg.lr_critic, betas=tuple(cfg.betas))
-    steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    ema = EMA(g, cfg.ema_decay)
-    batches = minibatches(data, cfg.batch_size, rng, device)
-    timer = Timer()
-    for step in range(steps):
-        for _ in range(cfg.n_critic):
-            real = next(batches)
-            with torch.no_grad():
-                fake = g(torch.randn((real.shape[0], cfg.latent_dim), generator=rng).to(device))
-            wdist = c(real).mean() - c(fake).mean()
-            gp = gradient_penalty(c, real, fake, rng)
-            loss_c = -wdist + cfg.gp_weight * gp
-            opt_c.zero_grad(set_to_none=True)
-            loss_c.backward()
-            opt_c.step()
-        fake = g(torch.randn((cfg.batch_size, cfg.latent_dim), generator=rng).to(device))
-        loss_g = -c(fake).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        ema.update(g)
-        if step % 100 == 0 or step == steps - 1:
-            log(
-                f"[{cfg.name}] step {step + 1}/{steps} W {wdist.item():.3f} gp {gp.item():.3f} "
-                f"loss_g {loss_g.item():.3f} {timer.seconds:.0f}s"
-            )
-    g_ema = ema.module
-    recalibrate_batchnorm(g_ema, cfg.latent_dim, cfg.bn_recalibration_batches, 256, rng, device)
-    seconds = timer.seconds
-    root = Path(out_dir) / cfg.name
-    root.mkdir(parents=True, exist_ok=True)
-    g_ema.to("cpu")
-    save_weights(g_ema, root / "generator.safetensors")
-    return {
-        "steps": steps,
-        "critic_steps": steps * cfg.n_critic,
-        "epochs": steps * cfg.n_critic * cfg.batch_size / data.shape[0],
-        "seconds": seconds,
-        "parameters": count_parameters(g),
-        "critic_parameters": count_parameters(c),
-        "device": str(device),
-    }
-
-
 def weight_files(cfg: WGANGPConfig) -> list[str]:
+    """The generator's weight file, relative to a weights folder."""
     return [f"{cfg.name}/generator.safetensors"]
 
 
 def load_module(cfg: WGANGPConfig, weights_dir: Path, device: str | torch.device = "cpu") -> WGANGenerator:
+    """The bare generator module with its weights, in eval mode on ``device``."""
     path = Path(weights_dir) / cfg.name / "generator.safetensors"
     return load_weights(WGANGenerator(cfg.latent_dim, cfg.width), path, device)
 
 
-def load(cfg: WGANGPConfig, weights_dir: Path, device: str | torch.device = "cpu"):
+def load(cfg: WGANGPConfig, weights_dir: Path, device: str | torch.device = "cpu") -> ModuleGenerator:
+    """The generator as verification inverts it: z ~ N(0, I) → tanh image, mapped to [0, 1]."""
     return gan_generator(load_module(cfg, weights_dir, device), cfg.latent_dim, cfg.name, device)
