@@ -179,11 +179,24 @@ def calibrate(
     )
 
 
-def decide(score: float, calibration: Calibration, alpha: float) -> dict:
+#: An image counts as informative when more than this fraction of its values differ from its median value by more
+#: than two 8-bit levels. A flat image (all black, all white, a few stray pixels) is reproduced by almost any
+#: generator, so its reconstruction score says nothing about which model made it.
+MIN_INFORMATIVE_FRACTION = 0.01
+
+
+def informative(image: torch.Tensor) -> bool:
+    """Whether an image ``[C, H, W]`` in [0, 1] carries enough structure for reconstruction to be evidence."""
+    deviates = (image - image.median()).abs() > 2 / 255
+    return float(deviates.float().mean()) > MIN_INFORMATIVE_FRACTION
+
+
+def decide(score: float, calibration: Calibration, alpha: float, *, enough_information: bool = True) -> dict:
     """The decision fields of a record: p-values, Grubbs result, verdict and reason codes.
 
     ``member``: typical of the model's own images (conformal p > α) and, when reference real images are
-    known, not typical of them. ``inconclusive``: typical of both. ``non-member``: otherwise.
+    known, not typical of them. ``inconclusive``: typical of both, or an image with too little information
+    (see :func:`informative`) for any verdict. ``non-member``: otherwise.
     """
     p_model = calibration.p_value(score)
     p_grubbs, grubbs_outlier = calibration.grubbs(score, alpha)
@@ -195,7 +208,10 @@ def decide(score: float, calibration: Calibration, alpha: float) -> dict:
         reasons.append("outside_calibration_range")
     if grubbs_outlier == like_model:
         reasons.append("grubbs_disagrees")
-    if like_model and like_real:
+    if not enough_information:
+        verdict = INCONCLUSIVE
+        reasons.append("too_little_information")
+    elif like_model and like_real:
         verdict = INCONCLUSIVE
         reasons.append("overlaps_real_reference")
         if calibration.reference_scores is not None and 1 / (calibration.reference_scores.size + 1) > alpha:
@@ -260,7 +276,7 @@ class Verifier:
             "alpha": self.alpha,
             "threshold": self.calibration.threshold(self.alpha),
         }
-        decision = decide(scored.score, self.calibration, self.alpha)
+        decision = decide(scored.score, self.calibration, self.alpha, enough_information=informative(image.tensor()))
         decision["reasons"] = list(image.reasons) + decision["reasons"]
         record.update(decision)
         record["seconds"] = round(scored.seconds, 4)
