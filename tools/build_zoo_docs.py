@@ -1,12 +1,15 @@
-"""Maintainer tool: train a zoo model into the package, write its model card, contact sheet and FD.
+"""Maintainer tool, run from a checkout: train a zoo model into it, write its model card, contact sheet and FD.
 
-    python -m imgorigin.zoo.build train NAME [--device cpu] [--threads 1]   # weights + card + contact sheet
-    python -m imgorigin.zoo.build card NAME                                 # card + markdown from files
-    python -m imgorigin.zoo.build sheet NAME|real                          # docs/zoo/NAME.png
-    python -m imgorigin.zoo.build fd NAME... [--n 5000]                     # Fréchet distance into the cards
+    python tools/build_zoo_docs.py train NAME [--device cpu] [--threads 1]  # weights + card + sheet + index
+    python tools/build_zoo_docs.py card NAME...                              # card + docs/zoo/NAME.md from files
+    python tools/build_zoo_docs.py sheet NAME...|real                        # docs/zoo/NAME.png
+    python tools/build_zoo_docs.py fd NAME... [--n 5000]                     # Fréchet distance into the cards
+    python tools/build_zoo_docs.py index                                     # docs/zoo/README.md
 
-The user-facing API is :func:`imgorigin.zoo.train` (any output directory); this module is what produced the
-shipped files, so the numbers in the cards (training time, FD) can be re-measured the same way.
+Every path is the checkout's, found from this file's location: weights and cards under
+src/imgorigin/zoo/weights/, pages and contact sheets under docs/zoo/. The user-facing API is
+:func:`imgorigin.zoo.train` (any output directory); this tool is what produced the shipped files, so the numbers
+in the cards (training time, FD) can be re-measured the same way.
 """
 
 from __future__ import annotations
@@ -21,12 +24,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from zoo_quality import FD_BACKBONE, FD_LAYER, frechet_distance, gaussian_stats, image_features
 
-from imgorigin.runtime import sha256_file
-from imgorigin.zoo import get_recipe, list_models, load, sample, weights_dir
-from imgorigin.zoo.common import config_dict, environment, write_json
+import imgorigin
+from imgorigin.runtime import default_cache_dir, sha256_file
+from imgorigin.zoo import get_recipe, list_models, load, sample
+from imgorigin.zoo.training.common import config_dict, environment, write_json
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = REPO_ROOT / "src" / "imgorigin"
+WEIGHTS_DIR = PACKAGE_DIR / "zoo" / "weights"
+DATA_DIR = PACKAGE_DIR / "zoo" / "data"
 DOCS_DIR = REPO_ROOT / "docs" / "zoo"
 SHEET_SEED = 0
 FD_SEED = 1000
@@ -56,15 +64,17 @@ def contact_sheet(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 
 
 
 def write_sheet(name: str) -> Path:
+    """docs/zoo/NAME.png: 64 samples of a model (seed 0), or 64 real test images for ``real``."""
     if name == "real":
         from imgorigin.zoo.data import subset_images
 
         return contact_sheet(subset_images()[:64], DOCS_DIR / "real.png")
-    return contact_sheet(sample(name, 64, seed=SHEET_SEED), DOCS_DIR / f"{name}.png")
+    return contact_sheet(sample(name, 64, seed=SHEET_SEED, weights=WEIGHTS_DIR), DOCS_DIR / f"{name}.png")
 
 
 def card_path(name: str) -> Path:
-    return weights_dir() / name / "card.json"
+    """The checkout's model card of ``name`` (what ``imgorigin.zoo.model_card`` returns once installed)."""
+    return WEIGHTS_DIR / name / "card.json"
 
 
 def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -72,14 +82,14 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
     recipe = get_recipe(name)
     old = json.loads(card_path(name).read_text()) if card_path(name).is_file() else {}
     record = training or old.get("training")
-    gen = load(name)
+    gen = load(name, weights=WEIGHTS_DIR)
     cfg = recipe.config
     files = []
     for rel in recipe.weight_files():
-        p = weights_dir() / rel
+        p = WEIGHTS_DIR / rel
         files.append({"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)})
     folder_bytes = sum(
-        p.stat().st_size for p in (weights_dir() / name).rglob("*") if p.is_file() and p.name != "card.json"
+        p.stat().st_size for p in (WEIGHTS_DIR / name).rglob("*") if p.is_file() and p.name != "card.json"
     )
     parameters = (record or {}).get("training", {}).get("parameters")
     card: dict[str, Any] = {
@@ -116,6 +126,7 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
 
 
 def sampling_description(name: str) -> dict[str, Any]:
+    """The card's account of how a model samples (what verification inverts)."""
     cfg = get_recipe(name).config
     if name == "ddpm":
         return {
@@ -136,10 +147,12 @@ def sampling_description(name: str) -> dict[str, Any]:
 
 
 def _fmt_int(v: Any) -> str:
+    """Thousands separators for ints, anything else as is."""
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def write_markdown(card: dict[str, Any]) -> Path:
+    """docs/zoo/NAME.md: the card rendered as a page."""
     name = card["name"]
     t = (card.get("training") or {}).get("training", {})
     env = (card.get("training") or {}).get("environment", {})
@@ -246,11 +259,12 @@ def write_index() -> Path:
             f"{card['generator']['parameters']:,} | {t.get('seconds', 0) / 60:.1f} min | {steps} | {fd} | "
             f"{size / 1e6:.2f} MB |"
         )
-    data_bytes = sum(p.stat().st_size for p in (weights_dir().parent / "data").rglob("*") if p.is_file())
+    data_bytes = sum(p.stat().st_size for p in DATA_DIR.rglob("*") if p.is_file())
     lines = [
         "# Model zoo",
         "",
-        "Small generators trained on Fashion-MNIST (28×28 grayscale) with the recipes in `src/imgorigin/zoo/`; "
+        "Small generators trained on Fashion-MNIST (28×28 grayscale) with the recipes in `src/imgorigin/zoo/` "
+        "(architectures and loading; their training in `src/imgorigin/zoo/training/`); "
         "weights ship with the package under `src/imgorigin/zoo/weights/NAME/` together with a `card.json`. "
         "API: `imgorigin.zoo.list_models()`, `load(name)` (the generator verification inverts), "
         "`sample(name, n, seed)`, `train(name, out_dir, device)`, `model_card(name)`.",
@@ -280,8 +294,9 @@ def write_index() -> Path:
         "- Data: `src/imgorigin/zoo/data/fashion_mnist_test_subset.npz` (200 test images, 20 per class, with labels "
         "and test-split indices; MIT, see `LICENSE-fashion-mnist.txt`). Full splits: `imgorigin.zoo.data."
         "load_split('train' | 'test')` from the Debian package `dataset-fashion-mnist`.",
-        "- Rebuilding everything shipped: `python -m imgorigin.zoo.build train NAME --threads 1`, then "
-        "`python -m imgorigin.zoo.build fd NAME...` and `python -m imgorigin.zoo.build index`.",
+        "- Rebuilding everything shipped, from a checkout: `python tools/build_zoo_docs.py train NAME --threads 1`, "
+        "then `python tools/build_zoo_docs.py fd NAME...` and `python tools/build_zoo_docs.py index` (see "
+        "`tools/README.md`); the calibrations with `imgorigin zoo calibrate --out src/imgorigin/zoo/calibration`.",
         "",
         "Real test images (for comparison with the per-model contact sheets):",
         "",
@@ -293,15 +308,16 @@ def write_index() -> Path:
     return path
 
 
-def cmd_train(name: str, device: str, threads: int | None) -> None:
+def cmd_train(name: str, device: str | None, threads: int | None) -> None:
+    """Train ``name`` into the checkout's weights, then rebuild its card, page, contact sheet and the index."""
     from imgorigin.zoo import train
 
     if threads:
         torch.set_num_threads(threads)
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    stats = train(name, weights_dir(), device=device)
-    record = json.loads((weights_dir() / name / "training.json").read_text())
-    (weights_dir() / name / "training.json").unlink()
+    stats = train(name, WEIGHTS_DIR, device=device)
+    record = json.loads((WEIGHTS_DIR / name / "training.json").read_text())
+    (WEIGHTS_DIR / name / "training.json").unlink()
     record["started_utc"] = started
     record["environment"] = environment()
     build_card(name, record)
@@ -311,8 +327,8 @@ def cmd_train(name: str, device: str, threads: int | None) -> None:
 
 
 def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian fit of the test split's features, and of 5 000 train images (cached in ``cache``)."""
     from imgorigin.zoo.data import test_images, train_images
-    from imgorigin.zoo.quality import gaussian_stats, image_features
 
     key = f"{backbone.id}-{layer}"
     f = cache / f"fmnist-test-{key}.npz"
@@ -332,8 +348,8 @@ def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarr
 
 
 def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
+    """Measure the Fréchet distance of ``n`` samples of each model to the test split; write it into the cards."""
     from imgorigin.attribution.features import create_backbone
-    from imgorigin.zoo.quality import FD_BACKBONE, FD_LAYER, frechet_distance, gaussian_stats, image_features
 
     if threads:
         torch.set_num_threads(threads)
@@ -342,7 +358,7 @@ def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
     fd_train = frechet_distance(train_ms[0], train_ms[1:], mu, sigma)
     for name in names:
         t = time.perf_counter()
-        images = sample(name, n, seed=FD_SEED)
+        images = sample(name, n, seed=FD_SEED, weights=WEIGHTS_DIR)
         t_sample = time.perf_counter() - t
         smu, ssig = gaussian_stats(image_features(images, backbone, FD_LAYER))
         fd = frechet_distance(smu, ssig, mu, sigma)
@@ -366,8 +382,11 @@ def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the sub-command and run it."""
     ap = argparse.ArgumentParser(
-        prog="python -m imgorigin.zoo.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python tools/build_zoo_docs.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train")
@@ -382,9 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fd")
     p.add_argument("names", nargs="+")
     p.add_argument("--n", type=int, default=FD_SAMPLES)
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "imgorigin" / "zoo-fd")
+    p.add_argument("--cache", type=Path, default=default_cache_dir() / "zoo-fd")
     p.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
+    if Path(imgorigin.__file__).resolve().parent != PACKAGE_DIR:
+        print(
+            f"note: imgorigin is imported from {Path(imgorigin.__file__).parent}, not from this checkout's "
+            f"{PACKAGE_DIR}; the recipes used are the installed ones (pip install -e . to use the checkout's)",
+            file=sys.stderr,
+        )
     if a.cmd == "train":
         cmd_train(a.name, a.device, a.threads)
     elif a.cmd == "index":

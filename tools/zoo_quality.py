@@ -1,4 +1,5 @@
-"""Sample quality of the zoo models: Fréchet distance between Gaussian fits of backbone features.
+"""Sample quality of the zoo models for their cards (used by build_zoo_docs.py fd): Fréchet distance between
+Gaussian fits of backbone features.
 
 FD(N(μ1, Σ1), N(μ2, Σ2)) = |μ1 − μ2|² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^{1/2})  — the FID formula, here on
 EfficientNet-Lite0 features (globally average-pooled 1280-d head by default) because no Inception weights
