@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import typer
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from imgorigin.cli import app
+from imgorigin.cli.options import option_name
 from imgorigin.images import save_png
-from imgorigin.verification import load_generator
+from imgorigin.records import read_records
+from imgorigin.verification import Calibration, InversionConfig, load_generator
+from imgorigin.zoo.calibrations import INVERSION_OVERRIDES, inversion_config
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
-FAST = ["--steps", "150", "--restarts", "2", "--patience", "30", "--batch-size", "32"]
+FAST = ["--steps", "150", "--restarts", "2", "--patience", "30", "--batch-size", "32", "--search-candidates", "8"]
+FAST_CONFIG = InversionConfig(steps=150, restarts=2, patience=30, batch_size=32, search_candidates=8)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +57,70 @@ def setup(tmp_path_factory):
     return root
 
 
-def _records(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def test_calibration_file(setup):
     data = json.loads((setup / "cal.json").read_text())
-    assert data["n"] == 40 and data["inversion"]["steps"] == 150 and data["model"]["image_shape"] == [1, 16, 16]
+    assert data["n"] == 40 and data["model"]["image_shape"] == [1, 16, 16]
     assert data["source"] == "generated" and len(data["model"]["weight_hash"]) == 64
+    assert Calibration.load(setup / "cal.json").inversion == FAST_CONFIG  # the generated options reach the file
+
+
+def test_calibrate_offers_every_inversion_setting_with_the_library_default_and_help():
+    command = typer.main.get_command(app).commands["calibrate"]
+    options = {name: p for p in command.params if p.param_type_name == "option" for name in p.opts}
+    for field in dataclasses.fields(InversionConfig):
+        option = options[option_name(field.name)]
+        assert option.default == field.default, field.name
+        if field.name != "seed":  # the command's own --seed: one option for sampling and for the restarts
+            assert option.help == field.metadata["help"], field.name
+    assert [name for p in command.params for name in p.opts].count("--seed") == 1
+
+
+def test_calibrate_reproduces_the_shipped_wgangp_inversion_settings(tmp_path):
+    overrides = [f"{option_name(k)}={v}" for k, v in INVERSION_OVERRIDES["wgangp"].items()]
+    assert overrides == [
+        "--restarts=8",
+        "--refine-steps=100",
+        "--refine-broyden=0",
+        "--refine-patience=10",
+        "--retries=2",
+    ]
+    out = tmp_path / "wgangp.json"
+    args = ["calibrate", "zoo:wgangp", "--samples", "2", "--out", str(out), "--cache-dir", str(tmp_path), *overrides]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert Calibration.load(out).inversion == inversion_config("wgangp") != InversionConfig()
+
+
+def test_invalid_settings_and_inputs_are_one_error_line(setup, tmp_path):
+    save_png(real_like(1, seed=3)[0], tmp_path / "x.png")
+    runner = CliRunner()
+    cases = {
+        "patience >= 1": ["calibrate", "zoo:vae", "--patience", "0", "--out", str(tmp_path / "c.json")],
+        "has no encoder": [
+            "calibrate",
+            str(setup / "model.pt"),
+            "--init",
+            "encoder",
+            "--out",
+            str(tmp_path / "c.json"),
+        ],
+        "/nonexistent: no such file": ["calibrate", "zoo:vae", "--from-images", "/nonexistent", "--out", "c.json"],
+        "/nonexistent: no such file or": [
+            "verify",
+            "zoo:vae",
+            str(tmp_path / "x.png"),
+            "--reference-real",
+            "/nonexistent",
+        ],
+    }
+    for message, args in cases.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("error: ") and message in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "c.json").exists()
+    bad_alpha = runner.invoke(app, ["verify", "zoo:vae", str(tmp_path / "x.png"), "--alpha", "1"])
+    assert bad_alpha.exit_code == 2 and "strictly between 0 and 1" in bad_alpha.output
 
 
 def test_verify_separates_members_records_errors_and_resumes(setup):
@@ -76,7 +138,7 @@ def test_verify_separates_members_records_errors_and_resumes(setup):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1  # one unreadable image
-    records = _records(out)
+    records = read_records(out)
     errors = [r for r in records if "error" in r]
     assert len(errors) == 1 and errors[0]["path"].endswith("broken.png") and "broken.png" in errors[0]["error"]
     scored = [r for r in records if "error" not in r]
@@ -108,8 +170,9 @@ def test_verify_separates_members_records_errors_and_resumes(setup):
         assert key in first
     # a second run resumes: answered images are skipped, the unreadable one is retried
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 1 and "resuming: 24 of 25" in again.output
-    assert len(_records(out)) == len(records) + 1
+    assert again.exit_code == 1 and "resuming: 24 of 25" in again.output and "1 records, 1 unreadable" in again.output
+    latest = read_records(out)
+    assert len(latest) == 25 and [r["path"] for r in latest if "error" in r] == [errors[0]["path"]]
 
 
 def test_verify_to_stdout_with_reference_real(setup):
@@ -145,10 +208,3 @@ def test_clear_errors(setup):
     assert missing.exit_code == 2 and "ships no calibration: give its calibration (--calibration CAL" in missing.output
     bad_model = runner.invoke(app, ["calibrate", str(setup / "nothing.pt"), "--out", str(setup / "x.json")])
     assert bad_model.exit_code == 2 and "Accepted" in bad_model.output
-
-
-def test_help_documents_every_option():
-    for command in ("calibrate", "verify"):
-        result = CliRunner().invoke(app, [command, "--help"])
-        assert result.exit_code == 0
-        assert "--calibration" in result.output or command == "calibrate"

@@ -8,13 +8,18 @@ from typing import Annotated
 import typer
 
 from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.cli.options import open_unit_interval, settings_options
 from imgorigin.runtime import default_cache_dir, resolve_device
+from imgorigin.verification import InversionConfig
 
 MODEL_HELP = (
     "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
     "latent_shape), a diffusers model/pipeline directory, hf:ORG/NAME from the offline cache, or a "
     "package.module:function factory."
 )
+
+#: Heading of the generated InversionConfig options in `imgorigin calibrate --help`.
+INVERSION_PANEL = "Inversion settings (stored in the calibration file, reused by verify)"
 
 
 def calibrate(
@@ -38,69 +43,26 @@ def calibrate(
             "--reference-real", help="Real images (files or folders) to score too, stored for the second p-value."
         ),
     ] = None,
-    steps: Annotated[
-        int, typer.Option(help="Most Adam steps per image (Adam-only models: non-MSE distance or large latent).")
-    ] = 200,
-    restarts: Annotated[int, typer.Option(help="Latents optimised per image; the best counts.")] = 4,
-    prune_after: Annotated[
-        int, typer.Option(help="Keep only each image's best restart after this many steps (0: never).")
-    ] = 25,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.2,
-    init: Annotated[
-        str,
-        typer.Option(
-            help="Start latents: auto (encoder if the model has one, else random search), random, search, encoder."
-        ),
-    ] = "auto",
-    patience: Annotated[int, typer.Option(help="Stop an image after this many steps without improvement.")] = 40,
-    distance: Annotated[str, typer.Option(help="Reconstruction distance: mse, l1, ssim.")] = "mse",
-    refine_steps: Annotated[
-        int,
-        typer.Option(
-            help="Most Levenberg-Marquardt iterations after Adam (MSE, latents <= --refine-max-dim "
-            "values); 0: Adam only."
-        ),
-    ] = 60,
-    refine_after: Annotated[int, typer.Option(help="Adam steps before the refinement takes over.")] = 25,
-    refine_max_dim: Annotated[
-        int, typer.Option(help="Refine only latents with at most this many values (Jacobian cost grows with it).")
-    ] = 256,
-    batch_size: Annotated[int, typer.Option(help="Images optimised together (memory bound).")] = 64,
     ddim_steps: Annotated[int | None, typer.Option(help="DDIM steps for pixel-diffusion models.")] = None,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or ~/.cache/imgorigin).")
     ] = None,
+    *,
+    inversion: InversionConfig,
 ) -> None:
     """Invert N images the model itself generates and write their scores: the model's belonging distribution.
 
-    The settings used here are stored in the file and reused by `verify`, so scores stay comparable.
+    The inversion settings are stored in the file and reused by `verify`, so scores stay comparable.
     """
-    from imgorigin.verification.inversion import InversionConfig
-    from imgorigin.verification.verifier import calibrate as run_calibration
+    from imgorigin.verification import calibrate as run_calibration
+    from imgorigin.verification import load_generator
 
-    generator = _load(model, device, ddim_steps)
-    try:
-        config = InversionConfig(
-            steps=steps,
-            restarts=restarts,
-            prune_after=prune_after,
-            lr=lr,
-            init=init,
-            patience=patience,  # type: ignore[arg-type]
-            distance=distance,
-            refine_steps=refine_steps,
-            refine_after=refine_after,
-            refine_max_dim=refine_max_dim,
-            batch_size=batch_size,
-            seed=seed,
-        )
-    except ValueError as exc:
-        fail(str(exc))
+    generator = load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
     calibration = run_calibration(
         generator,
         samples,
-        config=config,
+        config=inversion,
         seed=seed,
         sample_dir=from_images,
         reference_real=reference_real,
@@ -128,7 +90,11 @@ def verify(
         ),
     ] = None,
     alpha: Annotated[
-        float, typer.Option(help="Significance level: at most this fraction of the model's own images is rejected.")
+        float,
+        typer.Option(
+            callback=open_unit_interval,
+            help="Significance level: at most this fraction of the model's own images is rejected.",
+        ),
     ] = 0.05,
     reference_real: Annotated[
         list[Path] | None,
@@ -158,19 +124,14 @@ def verify(
 
     Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error").
     """
-    from imgorigin.images import ImageError, find_images
+    from imgorigin.images import find_images
     from imgorigin.records import RecordWriter
-    from imgorigin.verification.calibration import Calibration, CalibrationError
-    from imgorigin.verification.sources import default_calibration
-    from imgorigin.verification.verifier import Verifier
+    from imgorigin.verification import Calibration, Verifier, default_calibration, load_generator
 
-    generator = _load(model, device, None)
-    try:
-        cal = Calibration.load(calibration or default_calibration(model))
-        verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
-        found = find_images(paths)
-    except (CalibrationError, ImageError, ValueError) as exc:
-        fail(str(exc))
+    generator = load_generator(model, device=resolve_device(device))
+    cal = Calibration.load(calibration or default_calibration(model))
+    verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
+    found = find_images(paths)
     if reference_real:
         n = verifier.add_reference_real(reference_real, progress=progress_enabled())
         typer.echo(f"scored {n} reference real images", err=True)
@@ -198,12 +159,6 @@ def verify(
     raise typer.Exit(1 if writer.errors else 0)
 
 
-def _load(model: str, device: str, ddim_steps: int | None):
-    from imgorigin.verification import load_generator
-
-    return load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
-
-
 def bench_verify(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, results.md and figures.")] = Path(
         "runs/bench-verify"
@@ -213,7 +168,7 @@ def bench_verify(
     n_members: Annotated[int, typer.Option(help="Fresh member samples per model (never the calibration ones).")] = 100,
     n_real: Annotated[int, typer.Option(help="Real Fashion-MNIST test images.")] = 100,
     n_other: Annotated[int, typer.Option(help="Samples of each other zoo model.")] = 50,
-    alpha: Annotated[float, typer.Option(help="Level of the conformal decision.")] = 0.05,
+    alpha: Annotated[float, typer.Option(callback=open_unit_interval, help="Level of the conformal decision.")] = 0.05,
     reference_model: Annotated[
         str, typer.Option(help="Zoo model on which to time the per-image reference loop ('' to skip).")
     ] = "dcgan",
@@ -247,6 +202,6 @@ def bench_verify(
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add the verification commands to the CLI."""
-    app.command()(calibrate)
+    app.command()(settings_options(InversionConfig, into="inversion", panel=INVERSION_PANEL)(calibrate))
     app.command()(verify)
     bench_app.command("verify")(bench_verify)

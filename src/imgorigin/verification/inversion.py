@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
+from imgorigin.errors import UsageError
 from imgorigin.verification.distances import get_distance
 from imgorigin.verification.generators.base import Generator
 
@@ -238,7 +239,7 @@ class Inverter:
         self.distance = get_distance(self.config.distance)
         init = self.config.init
         if init == "encoder" and not generator.has_encoder:
-            raise ValueError(f"init='encoder' but model {generator.id} has no encoder")
+            raise UsageError(f"init='encoder' but model {generator.id} has no encoder; use auto, search or random")
         self.init = ("encoder" if generator.has_encoder else "search") if init == "auto" else init
         dim = math.prod(generator.latent_shape)
         #: Whether Levenberg–Marquardt refines Adam's result (MSE distance, small enough latent).
