@@ -23,7 +23,7 @@ def test_writer_resumes_and_ignores_a_cut_off_line(tmp_path):
     with out.open("a") as f:
         f.write('{"path": "d.png", "sco')  # a run killed mid-line
     assert read_done(out) == {"a.png", "c.png"}  # the error is retried, the cut line ignored
-    assert json.loads(out.read_text().splitlines()[2])["score"] == "inf"  # still valid JSON
+    assert json.loads(out.read_text().splitlines()[2])["score"] is None  # inf: JSON has none, null instead
     writer = RecordWriter(out)
     assert writer.done == {"a.png", "c.png"} and writer.errors == 0
     writer.close()
