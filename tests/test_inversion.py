@@ -59,11 +59,15 @@ def test_small_batch_size_streams_all_images_and_callback_sees_each(generator):
     assert np.all(result.steps <= cfg.steps) and np.all(np.isfinite(result.scores))
 
 
-def test_early_stopping_uses_fewer_steps_than_the_cap(generator):
+def test_early_stopping_stops_each_image_on_its_own_before_the_cap(generator):
     images = quantize_8bit(generator.sample(8, seed=7))
-    cfg = InversionConfig(steps=2000, restarts=2, patience=20, batch_size=8, search_candidates=8)
-    result = invert(generator, images, cfg)
-    assert result.steps.max() < 2000
+    cap = 200  # Adam only (refine_steps=0): every step counted is an Adam step under the patience rule
+    adam = {"steps": cap, "restarts": 2, "batch_size": 8, "search_candidates": 8, "refine_steps": 0}
+    early = invert(generator, images, InversionConfig(**adam, patience=10))
+    assert early.steps.max() < cap and len(set(early.steps.tolist())) >= 4  # each image stops when it stalls
+    never = invert(generator, images, InversionConfig(**adam, patience=cap + 1))
+    np.testing.assert_array_equal(never.steps, cap)  # patience longer than the cap: all run to the cap
+    assert np.all(never.scores <= early.scores * (1 + 1e-3) + 1e-9)  # stopping only ever costs accuracy
 
 
 def test_score_is_the_best_loss_of_the_returned_latent(generator):
