@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ from typer.testing import CliRunner
 from imgorigin import zoo
 from imgorigin.cli import app
 from imgorigin.images import load_image, quantize_8bit, save_png
+from imgorigin.runtime import sha256_file
 from imgorigin.verification.calibration import Calibration
+from imgorigin.zoo import calibrations
 from imgorigin.zoo.calibrations import SHIPPED_SAMPLES, calibration_dir, calibration_path, inversion_config
 
 runner = CliRunner()
@@ -81,3 +84,35 @@ def test_a_zoo_model_without_calibration_says_why(tmp_path):
     result = runner.invoke(app, ["verify", "zoo:ddpm", str(image)])
     assert result.exit_code != 0
     assert "ships without a calibration" in result.output and "AUROC" in result.output
+
+
+def test_zoo_calibrate_default_target_is_the_cache_not_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGORIGIN_CACHE", str(tmp_path / "cache"))
+    assert calibrations.output_dir() == tmp_path / "cache" / "zoo-calibration"
+    assert calibrations.output_dir(tmp_path / "mine") == tmp_path / "mine"
+    package = Path(zoo.__file__).resolve().parent
+    assert not calibrations.output_dir().resolve().is_relative_to(package)
+
+
+def test_zoo_calibrate_writes_to_the_cache_and_leaves_the_shipped_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGORIGIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibrations, "SHIPPED_SAMPLES", 2)  # the shipped protocol, with 2 samples
+    shipped = calibration_path("vae")
+    before = sha256_file(shipped)
+    result = runner.invoke(app, ["zoo", "calibrate", "vae", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "cache" / "zoo-calibration" / "vae.json"
+    assert str(written.parent) in result.output
+    calibration = Calibration.load(written)
+    assert calibration.scores.size == 2 and calibration.inversion == inversion_config("vae")
+    assert sha256_file(shipped) == before
+    result = runner.invoke(app, ["zoo", "calibrate", "vae", "--device", "cpu", "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine" / "vae.json").is_file()
+
+
+def test_zoo_calibrate_unknown_name_fails_before_calibrating(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGORIGIN_CACHE", str(tmp_path))
+    result = runner.invoke(app, ["zoo", "calibrate", "vae", "nope"])
+    assert result.exit_code == 2 and "unknown zoo model 'nope'" in result.output
+    assert not (tmp_path / "zoo-calibration").exists()

@@ -7,17 +7,10 @@ from typing import Annotated
 
 import typer
 
-from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.cli.common import DeviceOpt, progress_enabled
 from imgorigin.runtime import resolve_device
 
 zoo_app = typer.Typer(help="The shipped zoo of small generators trained on Fashion-MNIST.", no_args_is_help=True)
-
-
-def _check(name: str) -> None:
-    from imgorigin import zoo
-
-    if name not in zoo.list_models():
-        fail(f"unknown zoo model {name!r}; choose one of {', '.join(zoo.list_models())}")
 
 
 @zoo_app.command("list")
@@ -50,9 +43,8 @@ def sample(
     from imgorigin import zoo
     from imgorigin.images import save_png
 
-    _check(name)
-    out.mkdir(parents=True, exist_ok=True)
     images = zoo.sample(name, n, seed=seed, device=resolve_device(device))
+    out.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
         save_png(image, out / f"{name}_{seed}_{i:05d}.png")
     typer.echo(f"wrote {n} images of {name} to {out}", err=True)
@@ -67,11 +59,7 @@ def train(
     """Train a zoo model from its recipe (needs `apt-get install dataset-fashion-mnist`)."""
     from imgorigin import zoo
 
-    _check(name)
-    try:
-        stats = zoo.train(name, out, device=resolve_device(device))
-    except FileNotFoundError as exc:
-        fail(str(exc))
+    stats = zoo.train(name, out, device=resolve_device(device))
     typer.echo(f"trained {name} -> {out / name}: {stats}", err=True)
 
 
@@ -82,30 +70,29 @@ def calibrate_zoo(
         typer.Argument(help="Zoo models (default: all that ship a calibration; ddpm does not, see the README)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder (default: the package's shipped calibration folder).")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for NAME.json (default: zoo-calibration in the cache folder, $IMGORIGIN_CACHE or "
+            "~/.cache/imgorigin). A maintainer rebuilds the shipped files with --out src/imgorigin/zoo/calibration.",
+        ),
     ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Rebuild the shipped calibration files (each model's shipped inversion settings, fixed seed)."""
+    """Calibrate zoo models exactly as their shipped calibrations were made (settings, sample count, seed)."""
     from imgorigin import zoo
-    from imgorigin.verification.verifier import calibrate
-    from imgorigin.zoo.calibrations import (
-        NOT_CALIBRATED,
-        SHIPPED_SAMPLES,
-        SHIPPED_SEED,
-        calibration_dir,
-        inversion_config,
-    )
+    from imgorigin.zoo.calibrations import NOT_CALIBRATED, calibrate_shipped, output_dir
 
-    target = out or calibration_dir()
-    for name in names or [n for n in zoo.list_models() if n not in NOT_CALIBRATED]:
-        _check(name)
-        generator = zoo.load(name, device=resolve_device(device))
-        calibration = calibrate(
-            generator, SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED, progress=progress_enabled()
-        )
+    chosen = names or [n for n in zoo.list_models() if n not in NOT_CALIBRATED]
+    for name in chosen:
+        zoo.get_recipe(name)  # an unknown name fails before any model is calibrated
+    torch_device, target = resolve_device(device), output_dir(out)
+    for name in chosen:
+        calibration = calibrate_shipped(name, device=torch_device, progress=progress_enabled())
         path = calibration.save(target / f"{name}.json")
         typer.echo(f"{name}: {calibration.scores.size} scores -> {path}", err=True)
+    typer.echo(f"wrote {len(chosen)} calibration file(s) to {target}", err=True)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

@@ -1,11 +1,25 @@
-"""Calibration files shipped with the zoo, so `imgorigin verify zoo:NAME ...` needs no calibrate step."""
+"""Calibration files shipped with the zoo, so `imgorigin verify zoo:NAME ...` needs no calibrate step.
+
+Shipped files are read from the package (:func:`calibration_dir`); ``imgorigin zoo calibrate`` makes new ones
+the same way (:func:`calibrate_shipped`) into :func:`output_dir`, which is never the installed package unless a
+maintainer names it (``--out src/imgorigin/zoo/calibration``).
+"""
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from imgorigin.runtime import default_cache_dir
 from imgorigin.verification.calibration import CalibrationError
+
+if TYPE_CHECKING:
+    import torch
+
+    from imgorigin.verification.calibration import Calibration
+    from imgorigin.verification.inversion import InversionConfig
 
 #: Samples per shipped calibration (the issue's and the paper's protocol: the model's own images).
 SHIPPED_SAMPLES = 200
@@ -31,7 +45,7 @@ INVERSION_OVERRIDES: dict[str, dict] = {
 }
 
 
-def inversion_config(name: str):
+def inversion_config(name: str) -> InversionConfig:
     """The inversion settings of zoo model ``name``'s shipped calibration."""
     from imgorigin.verification.inversion import InversionConfig
 
@@ -60,3 +74,18 @@ def calibration_path(name: str) -> Path:
             f"`imgorigin calibrate zoo:{name} --out CAL` and pass --calibration CAL"
         )
     return path
+
+
+def output_dir(out: str | os.PathLike | None = None) -> Path:
+    """Where ``imgorigin zoo calibrate`` writes: ``out``, else ``<cache>/zoo-calibration`` (never the package)."""
+    return Path(out) if out is not None else default_cache_dir() / "zoo-calibration"
+
+
+def calibrate_shipped(name: str, device: str | torch.device = "cpu", progress: bool = False) -> Calibration:
+    """A new calibration of zoo model ``name`` made as the shipped one was: its settings, sample count and seed."""
+    from imgorigin.verification.verifier import calibrate
+    from imgorigin.zoo import load
+
+    return calibrate(
+        load(name, device=device), SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED, progress=progress
+    )
