@@ -7,10 +7,10 @@ from typing import List  # noqa: UP035 (TorchScript needs typing.List here)
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from imgorigin import zoo
 from imgorigin.images import quantize_8bit, save_png
+from imgorigin.metrics import auroc
 from imgorigin.verification import load_generator
 from imgorigin.zoo import data
 
@@ -60,7 +60,7 @@ def summarise(work: Path, name: str, calibrate_s: str, verify_s: str) -> None:
             {
                 "model": f"{name} (TorchScript)",
                 "images": len(records),
-                "auroc": round(float(roc_auc_score(member, -score)), 4),
+                "auroc": round(auroc(-score[member], -score[~member]), 4),
                 "members_accepted": float(belongs[member].mean()),
                 "non_members_accepted": float(belongs[~member].mean()),
                 "calibrate_seconds": float(calibrate_s),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgorigin.benchmarks.verification import markdown, pair_metrics, tpr_at_fpr
+from imgorigin.benchmarks.verification import markdown, pair_metrics
 from imgorigin.zoo.calibrations import INVERSION_OVERRIDES, inversion_config
 
 
@@ -15,7 +15,20 @@ def test_pair_metrics_hand_values():
     # p-values: 1.5 -> 4/5, 2.5 -> 3/5 (accepted); 3.5 -> 2/5 (accepted), 10 -> 1/5 (rejected, 1/5 < 0.25)
     assert m["auroc"] == 1.0 and m["members_accepted"] == 1.0 and m["non_members_accepted"] == 0.5
     assert m["accuracy"] == pytest.approx(3 / 4)
-    assert tpr_at_fpr(np.array([1.0, 2.0, 5.0]), np.array([3.0, 4.0])) == pytest.approx(2 / 3)
+    # lower score = member: the threshold 2 accepts members 1 and 2 and no non-member (3, 4): TPR 2/3 at FPR 0
+    low = pair_metrics(cal, members=np.array([1.0, 2.0, 5.0]), others=np.array([3.0, 4.0]), alpha=0.25)
+    assert low["tpr_at_1_fpr"] == pytest.approx(2 / 3) and low["auroc"] == pytest.approx(4 / 6)
+
+
+def test_tpr_at_1_fpr_keeps_tied_operating_points():
+    # members [1, 2, 3] tie with 3 of 200 non-members: accepting scores <= 2 takes 2 of 3 members at FPR
+    # 2/200 = 1 %. On the straight run of tied points sklearn's drop_intermediate dropped that one (TPR 1/3).
+    members = np.array([1.0, 2.0, 3.0])
+    others = np.r_[members, np.full(197, 10.0)]
+    m = pair_metrics(np.sort(np.linspace(0.5, 20, 20)), members, others, alpha=0.05)
+    assert m["tpr_at_1_fpr"] == pytest.approx(2 / 3)
+    # AUROC by pairs: every member beats the 197 tens; among 1, 2, 3: 2 + 1 wins and 3 ties of one half each
+    assert m["auroc"] == pytest.approx((3 * 197 + 3 + 1.5) / (3 * 200))
 
 
 def test_scores_below_the_floor_tie_in_decisions_but_not_in_auroc():

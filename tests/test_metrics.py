@@ -66,6 +66,15 @@ def test_tpr_at_fixed_fpr():
     assert tpr_at_fpr([18.5, 17.5], np.arange(20.0), 0.0) == 0.0
 
 
+def test_tpr_at_fpr_keeps_tied_operating_points():
+    # known = unknown = [1, 2, 3]: every threshold lies on the diagonal; t = 2 accepts 2 of 3 of each, so at
+    # FPR 2/3 the TPR is 2/3 (sklearn's roc_curve with drop_intermediate=True drops that point: 1/3)
+    same = np.array([1.0, 2.0, 3.0])
+    assert tpr_at_fpr(same, same, 2 / 3) == pytest.approx(2 / 3)
+    assert tpr_at_fpr(same, same, 1 / 3) == pytest.approx(1 / 3)
+    assert auroc(same, same) == 0.5
+
+
 def test_confusion_matrix_rows_are_true_labels():
     matrix = confusion_matrix(["a", "a", "b", "x"], ["a", "b", "b", "unknown"], ["a", "b", "unknown", "x"])
     np.testing.assert_array_equal(matrix, [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]])

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from imgorigin.images import quantize_8bit
+from imgorigin.metrics import auroc, tpr_at_fpr
 from imgorigin.verification.calibration import Calibration, conformal_p_value
 from imgorigin.verification.complexity import complexity_calibrated
 from imgorigin.verification.distances import mse
@@ -52,24 +52,17 @@ def variant(scored: Scored, name: str) -> np.ndarray:
     return scored.scores if name == "raw" else complexity_calibrated(scored.scores, scored.images)
 
 
-def tpr_at_fpr(members: np.ndarray, others: np.ndarray, fpr: float = 0.01) -> float:
-    """Fraction of members accepted at the threshold that accepts at most ``fpr`` of non-members (low = member)."""
-    labels = np.r_[np.ones(members.size), np.zeros(others.size)]
-    false_pos, true_pos, _ = roc_curve(labels, -np.r_[members, others])
-    return float(true_pos[false_pos <= fpr].max())
-
-
 def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float, floor: float = 0.0) -> dict:
     """AUROC, TPR@1%FPR and conformal-decision accuracy for members vs one non-member set.
 
+    Members are the positives and a lower score is more member-like, hence the negated scores for the metrics.
     Decisions compare scores no finer than ``floor`` (the calibration's quantisation floor for raw MSE)."""
     cal = np.maximum(cal, floor)
     accept_m = np.array([conformal_p_value(max(s, floor), cal) > alpha for s in members])
     accept_o = np.array([conformal_p_value(max(s, floor), cal) > alpha for s in others])
-    labels = np.r_[np.ones(members.size), np.zeros(others.size)]
     return {
-        "auroc": float(roc_auc_score(labels, -np.r_[members, others])),
-        "tpr_at_1_fpr": tpr_at_fpr(members, others),
+        "auroc": auroc(-members, -others),
+        "tpr_at_1_fpr": tpr_at_fpr(-members, -others, 0.01),
         "accuracy": float((accept_m.sum() + (~accept_o).sum()) / (members.size + others.size)),
         "members_accepted": float(accept_m.mean()),
         "non_members_accepted": float(accept_o.mean()),
@@ -257,11 +250,10 @@ def compare_reference(
 ) -> dict:
     """Per-image reference loop vs the batched engine on the same n members + n real images."""
     images = torch.cat([quantize_8bit(gen.sample(n, seed=MEMBER_SEED + 1)), real[:n]])
-    labels = np.r_[np.ones(n), np.zeros(len(images) - n)]
     ref_scores, ref_seconds = reference_loop(gen, images)
     batched = invert_set(gen, images, config)
-    ref_auc = float(roc_auc_score(labels, -ref_scores))
-    new_auc = float(roc_auc_score(labels, -batched.scores))
+    ref_auc = auroc(-ref_scores[:n], -ref_scores[n:])  # members first; lower score = member
+    new_auc = auroc(-batched.scores[:n], -batched.scores[n:])
     log(
         f"reference loop {ref_seconds:.2f} s/img AUROC {ref_auc:.4f}; batched {batched.seconds:.3f} s/img "
         f"AUROC {new_auc:.4f}"
