@@ -133,7 +133,8 @@ def test_spectrum_sees_nearest_neighbour_upsampling():
 
 
 def test_registry_names_and_errors():
-    assert set(list_backbones()) == {"efficientnet-lite0", "spectrum", "clip:SOURCE", "dinov2:SOURCE"}
+    names = {"efficientnet-lite0", "spectrum", "clip:SOURCE", "dinov2:SOURCE", "clip-vit-b16", "onnx:SOURCE"}
+    assert set(list_backbones()) == names
     with pytest.raises(BackboneError, match="unknown backbone"):
         create_backbone("resnet50")
     with pytest.raises(BackboneError, match="takes no"):

@@ -1,4 +1,5 @@
-"""Backbones by name, timm-style: ``create_backbone("efficientnet-lite0")``, ``create_backbone("clip:DIR")``.
+"""Backbones by name, timm-style: ``create_backbone("efficientnet-lite0")``, ``create_backbone("clip:DIR")``,
+``create_backbone("clip-vit-b16")`` (an ONNX preset), ``create_backbone("onnx:PATH")``.
 
 Families are imported only when asked for, so that a spectrum run never pays for importing transformers.
 """
@@ -11,7 +12,7 @@ import torch
 
 from imgorigin.attribution.features.base import Backbone, BackboneError
 
-#: family -> (module, class, whether the name needs ":SOURCE", one-line description)
+#: family -> (module, class or factory, whether the name needs ":SOURCE", one-line description)
 _FAMILIES: dict[str, tuple[str, str, bool, str]] = {
     "efficientnet-lite0": (
         "efficientnet",
@@ -22,6 +23,13 @@ _FAMILIES: dict[str, tuple[str, str, bool, str]] = {
     "spectrum": ("spectrum", "SpectrumBackbone", False, "Fourier spectrum of the noise residual, no weights"),
     "clip": ("vit", "ViTBackbone", True, "CLIP vision transformer from a local directory or offline HF cache"),
     "dinov2": ("vit", "ViTBackbone", True, "DINOv2 vision transformer from a local directory or offline HF cache"),
+    "clip-vit-b16": (
+        "onnx_presets",
+        "preset_backbone",
+        False,
+        "OpenAI CLIP ViT-B/16 image tower, INT8 ONNX (imgorigin backbones fetch clip-vit-b16)",
+    ),
+    "onnx": ("onnx_presets", "onnx_backbone", True, "any ONNX ViT image tower (.onnx file), through onnxruntime"),
 }
 DEFAULT_BACKBONE = "efficientnet-lite0"
 
