@@ -1,12 +1,20 @@
 """imgorigin.images: formats, modes, EXIF, resizing, refusals, discovery and the 8-bit round trip."""
 
 import hashlib
+import json
 import logging
+import os
 import pickle
 import re
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +23,10 @@ import torch
 from PIL import Image, ImageFile
 
 from imgorigin.images import (
+    DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    SKIP_REASONS,
     ImageError,
     LoadedImage,
     find_images,
@@ -24,6 +34,7 @@ from imgorigin.images import (
     load_images,
     quantize_8bit,
     save_png,
+    scan_inputs,
 )
 
 RGB = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [10, 20, 30]]], dtype=np.uint8)
@@ -49,16 +60,17 @@ def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body, CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def png_16bit_rgb(codes: np.ndarray) -> bytes:
     """A 16-bit-per-sample RGB PNG, which Pillow cannot write itself."""
     height, width, _ = codes.shape
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     raw = b"".join(b"\x00" + codes[y].astype(">u2").tobytes() for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    body = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + body
 
 
@@ -450,6 +462,7 @@ def test_pillow_bomb_checks_become_image_errors(
         ({"channels": 3, "size": (4,)}, "size must be"),
         ({"channels": 3, "resample": "cubic"}, "resample must be one of"),
         ({"channels": 3, "max_pixels": 0}, "max_pixels must be"),
+        ({"channels": 3, "max_bytes": 0}, "max_bytes must be"),
     ],
 )
 def test_bad_options(tmp_path: Path, options: dict, problem: str) -> None:
@@ -506,6 +519,275 @@ def test_find_images(tmp_path: Path) -> None:
     assert ".png" in IMAGE_EXTENSIONS and ".JPG" not in IMAGE_EXTENSIONS
     with pytest.raises(ImageError, match=r"nowhere: no such file or directory"):
         find_images([root, tmp_path / "nowhere"])
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Fail with TimeoutError instead of hanging when the block takes longer than seconds (SIGALRM)."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"took over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# Only regular files are read, and only so much of them
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    with deadline(1), pytest.raises(ImageError, match=r"x\.png: a FIFO \(named pipe\), not a regular file; refused"):
+        load_image(fifo, 3)
+    with deadline(1):
+        assert load_images([fifo], 3) == ([], [(str(fifo), "a FIFO (named pipe), not a regular file; refused")])
+        assert scan_inputs([tmp_path]) == (
+            [],
+            [{"path": str(fifo), "skipped": "not_regular_file", "detail": "a FIFO (named pipe)"}],
+        )
+
+
+def test_symlink_to_a_device_is_refused_unread(tmp_path: Path) -> None:
+    zero = tmp_path / "zero.png"
+    zero.symlink_to("/dev/zero")
+    with deadline(1), pytest.raises(ImageError, match=r"zero\.png: a character device, not a regular file"):
+        load_image(zero, 3)
+    with deadline(1):
+        assert scan_inputs([tmp_path])[1] == [
+            {"path": str(zero), "skipped": "not_regular_file", "detail": "a character device"}
+        ]
+
+
+def test_symlink_loop_is_an_error(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.png"
+    loop.symlink_to("loop.png")
+    with pytest.raises(ImageError, match=r"loop\.png: symbolic link loop"):
+        load_image(loop, 3)
+
+
+def test_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
+    path = save(tmp_path, "big.png", Image.fromarray(noise(16, 16)))
+    size = path.stat().st_size
+    with pytest.raises(ImageError, match=rf"big\.png: file is {size} bytes, over max_bytes={size - 1}"):
+        load_image(path, 3, max_bytes=size - 1)
+    assert load_image(path, 3, max_bytes=size).pixels.shape == (3, 16, 16)
+    assert DEFAULT_MAX_BYTES == 256 * 1024 * 1024
+
+
+def test_name_that_is_not_utf8(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    with open(raw, "wb") as stream:
+        Image.fromarray(RGB).save(stream, format="PNG")
+    (found,), skipped = scan_inputs([tmp_path])
+    assert skipped == [] and os.fsencode(found) == raw
+    loaded = load_image(found, 3)
+    assert os.fsencode(loaded.path) == raw and loaded.path.endswith("caf\udce9.png")
+    np.testing.assert_array_equal(loaded.pixels, as_float(RGB))
+
+
+# Large images are reduced before they are converted to float
+
+
+def smooth(height: int, width: int) -> np.ndarray:
+    """Deterministic smooth RGB codes (gradients and a slow wave), so reduced and exact resizes agree closely."""
+    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
+    planes = [x, y, 0.5 + 0.5 * np.sin(6 * x + 4 * y)]
+    return np.round(np.stack(planes, axis=-1) * 255).astype(np.uint8)
+
+
+def resized_exactly(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """The full-resolution path: decode everything, then resize in float (what the loader does below 4x)."""
+    full = load_image(path, channels).pixels
+    planes = [np.asarray(Image.fromarray(p).resize((size[1], size[0]), Image.Resampling.BICUBIC)) for p in full]
+    return np.clip(np.stack(planes), 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "channels", "expected", "atol"),
+    [
+        ("rgb.png", Image.fromarray(smooth(320, 400)), 3, ("reduced_before_resize", "resized"), 0.01),
+        (
+            "luma.png",
+            Image.fromarray(smooth(320, 400)),
+            1,
+            ("reduced_before_resize", "mode_converted", "resized"),
+            0.01,
+        ),
+        (
+            "p.png",
+            Image.fromarray(smooth(320, 400)).quantize(64),
+            3,
+            ("mode_converted", "reduced_before_resize", "resized"),
+            0.03,
+        ),
+        (
+            "g16.png",
+            Image.fromarray(smooth(320, 400)[:, :, 0].astype(np.uint16) * 257),
+            1,
+            ("reduced_before_resize", "high_bit_depth_reduced", "resized"),
+            0.01,
+        ),
+        (
+            "rgba.png",
+            Image.fromarray(np.dstack([smooth(320, 400), smooth(320, 400)[:, :, 2]])),
+            3,
+            ("reduced_before_resize", "alpha_removed", "resized"),
+            0.01,
+        ),
+        (
+            "photo.jpg",
+            Image.fromarray(smooth(320, 400)),
+            3,
+            ("recompressed_jpeg", "reduced_before_resize", "resized"),
+            0.03,
+        ),
+    ],
+)
+def test_large_image_is_reduced_before_resize(
+    tmp_path: Path, name: str, image: Image.Image, channels: int, expected: tuple, atol: float
+) -> None:
+    path = save(tmp_path, name, image)
+    loaded = load_image(path, channels, size=(20, 25))
+    assert loaded.reasons == expected
+    assert (loaded.width, loaded.height) == (400, 320) and loaded.pixels.shape == (channels, 20, 25)
+    np.testing.assert_allclose(loaded.pixels, resized_exactly(path, channels, (20, 25)), atol=atol)
+
+
+@pytest.mark.parametrize(("width", "reduced"), [(79, False), (80, True)])
+def test_under_four_times_the_target_is_exact(tmp_path: Path, width: int, reduced: bool) -> None:
+    path = save(tmp_path, "edge.png", Image.fromarray(smooth(20, width)))
+    loaded = load_image(path, 3, size=(10, 20))
+    assert loaded.reasons == (("reduced_before_resize", "resized") if reduced else ("resized",))
+    if not reduced:
+        np.testing.assert_array_equal(loaded.pixels, resized_exactly(path, 3, (10, 20)))
+
+
+@pytest.mark.parametrize("name", ["rot.png", "rot.jpg"])
+def test_reduction_respects_exif_orientation(tmp_path: Path, name: str) -> None:
+    codes = np.zeros((200, 400), np.uint8)
+    codes[:, 200:] = 255  # stored: left half black, right half white
+    path = save(tmp_path, name, Image.fromarray(codes), exif=exif_orientation(6))  # upright: 90 degrees clockwise
+    loaded = load_image(path, 1, size=(40, 20))
+    assert {"exif_rotated", "reduced_before_resize", "resized"} <= set(loaded.reasons)
+    assert (loaded.width, loaded.height) == (200, 400) and loaded.pixels.shape == (1, 40, 20)
+    assert loaded.pixels[0, :15].max() < 0.05 and loaded.pixels[0, 25:].min() > 0.95  # black on top, white below
+
+
+MEMORY_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+    from imgorigin.images import load_images
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loaded, errors = load_images([sys.argv[1]], 3, (28, 28))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    pixel = loaded[0].pixels[:, 14, 14].tolist()
+    result = {"extra_mb": (after - before) / 1024, "reasons": loaded[0].reasons, "errors": errors, "pixel": pixel}
+    print(json.dumps(result))
+    """
+)
+
+
+def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A large one-colour RGB PNG, compressed row by row so that making it costs little time and memory."""
+    row = b"\x00" + bytes(rgb) * width
+    squeeze = zlib.compressobj(1)
+    data = b"".join(squeeze.compress(row) for _ in range(height)) + squeeze.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+
+def test_huge_png_at_a_small_size_stays_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    path.write_bytes(solid_png(7000, 7000, (90, 120, 200)))
+    run = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path)], capture_output=True, text=True, timeout=60)
+    result = json.loads(run.stdout)
+    assert result["errors"] == [] and "reduced_before_resize" in result["reasons"]
+    assert result["pixel"] == pytest.approx([90 / 255, 120 / 255, 200 / 255], abs=1e-6)
+    assert result["extra_mb"] < 250  # the 8-bit decode (147 MB) and little else; a float32 decode alone is 588 MB
+
+
+# Scanning inputs: every file is loaded or accounted for
+
+
+def make_tree(root: Path) -> None:
+    """A folder with one of everything the scanner must keep or account for."""
+    (root / "sub").mkdir(parents=True)
+    (root / "elsewhere").mkdir()
+    save(root, "a.png", Image.fromarray(RGB))
+    save(root / "elsewhere", "o.png", Image.fromarray(RGB))
+    save(root / "sub", "c.JPG", Image.fromarray(RGB))
+    (root / "anim.gif").write_bytes(b"GIF89a")
+    (root / "notes.txt").write_text("x")
+    (root / ".hidden.png").write_bytes(b"x")
+    (root / ".cache").mkdir()
+    (root / ".cache" / "f.png").write_bytes(b"x")
+    os.mkfifo(root / "fifo.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    (root / "loop.png").symlink_to("loop.png")
+    (root / "broken.png").symlink_to("missing.png")
+    (root / "alias.png").symlink_to("a.png")
+    os.link(root / "a.png", root / "hard.png")
+    (root / "sub" / "up").symlink_to("..")
+    (root / "link").symlink_to("elsewhere")
+
+
+def test_scan_inputs_accounts_for_every_file(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    make_tree(root)
+    images, skipped = scan_inputs([root])
+    assert images == [root / "a.png", root / "elsewhere" / "o.png", root / "sub" / "c.JPG"]
+    got = {Path(entry["path"]).relative_to(root).as_posix(): entry["skipped"] for entry in skipped}
+    assert got == {
+        ".cache": "hidden",
+        ".hidden.png": "hidden",
+        "alias.png": "duplicate",
+        "anim.gif": "unsupported_extension",
+        "broken.png": "broken_symlink",
+        "fifo.png": "not_regular_file",
+        "hard.png": "duplicate",
+        "link": "duplicate",
+        "loop.png": "symlink_loop",
+        "notes.txt": "unsupported_extension",
+        "sub/up": "symlink_loop",
+        "zero.png": "not_regular_file",
+    }
+    assert len(skipped) == len(got) and set(got.values()) <= set(SKIP_REASONS)
+    assert all(set(entry) == {"path", "skipped", "detail"} and entry["detail"] for entry in skipped)
+    by_path = {Path(entry["path"]).name: entry["detail"] for entry in skipped}
+    assert (
+        by_path["alias.png"] == f"same file as {root / 'a.png'}"
+        and by_path["link"] == f"same folder as {root / 'elsewhere'}"
+    )
+    assert by_path["up"] == f"link to {root}, a folder it is inside"
+    assert find_images([root]) == images
+
+
+def test_scan_inputs_merges_spellings_of_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path, "a.png", Image.fromarray(RGB))
+    absolute = str(tmp_path / "a.png")
+    assert scan_inputs(["a.png", "a.png", absolute, "."]) == (
+        [Path("a.png")],
+        [{"path": absolute, "skipped": "duplicate", "detail": "same file as a.png"}],
+    )
+
+
+def test_scan_inputs_keeps_files_given_directly_and_refuses_missing_paths(tmp_path: Path) -> None:
+    gif = save(tmp_path, "anim.gif", Image.new("P", (2, 2)))
+    broken = tmp_path / "broken.png"
+    broken.symlink_to("missing.png")
+    assert scan_inputs([gif, broken]) == ([gif, broken], [])  # the loader says what is wrong with them
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert scan_inputs([empty]) == ([], [])
+    with pytest.raises(ImageError, match=r"nowhere: no such file or directory"):
+        scan_inputs([empty, tmp_path / "nowhere"])
 
 
 # 8-bit round trip

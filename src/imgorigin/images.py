@@ -1,14 +1,28 @@
 """Image input shared by every imgorigin command: find, read, validate, decode and normalise user images.
 
+Finding inputs: :func:`scan_inputs` expands the paths given into the files to load plus one skip entry per file
+it leaves out, so every input is accounted for (see its docstring for the rules and the reason codes); a skip
+entry is the record ``{"path", "skipped": <reason code>, "detail": <human-readable text>}``.
+:func:`find_images` is the same without the skip entries.
+
 Every file goes through the same explicit pipeline, and every change made to it is recorded in
 ``LoadedImage.reasons`` so that verification and attribution records say exactly what the model saw:
 
-1. The file's bytes are read once; they are hashed (sha256) and decoded from memory.
+1. The file is opened without blocking (``O_NONBLOCK``) and only if it is a regular file (checked with
+   ``fstat`` on the opened descriptor, so a FIFO, a device such as ``/dev/zero`` or a socket, directly or
+   through a symlink, is refused and never read); at most ``max_bytes`` are read. The bytes are read once,
+   hashed (sha256) and decoded from memory.
 2. Pillow opens them (PNG, JPEG, WebP, BMP or TIFF only) and the header size is checked against
    ``max_pixels`` before any pixel is decoded (decompression bombs).
 3. The first frame is fully decoded with ``.load()``. Truncated data is always an error, even when some
    other code has set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``. Multi-frame files (animated PNG/WebP,
    multi-page TIFF) contribute their first frame only; this is not a reason code.
+   When a target ``size`` is given and the image is at least 4x larger along an axis, it is reduced while still
+   in its 8-bit (or 16-bit greyscale) mode so that memory follows the target size, not the declared size:
+   JPEG decodes at 1/2, 1/4 or 1/8 scale (Pillow ``draft``), other formats are box-averaged by an integer factor
+   (``Image.reduce``), in both cases to no less than twice the target size; the pixels then differ slightly
+   from a full-resolution decode (``reduced_before_resize``). Images under 4x the target (and 32-bit integer
+   or float images) take the exact path. The decoded first frame itself is bounded by ``max_pixels``.
 4. EXIF orientation is applied (``exif_rotated``).
 5. Modes are normalised. 8-bit data (L, LA, RGB, RGBA, P, 1, CMYK, YCbCr, LAB, ...) is handled in 8 bits with
    Pillow's own conversions (``mode_converted``); alpha, including palette and colour-key transparency, is
@@ -24,29 +38,50 @@ Every file goes through the same explicit pipeline, and every change made to it 
 
 JPEG sources (including MPO, which Pillow reports for multi-picture JPEGs) get ``recompressed_jpeg``:
 the pixels went through lossy compression after the generator produced them.
+
+Paths are ``str`` (or ``Path``) throughout; a file name that is not valid UTF-8 is the usual surrogate-escaped
+``str`` (``os.fsdecode`` of its bytes), which ``imgorigin.records`` writes losslessly.
 """
 
+from __future__ import annotations
+
+import errno
 import hashlib
 import io
 import logging
 import os
+import stat
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from PIL import ExifTags, Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile
 
 from imgorigin.errors import ImgoriginError
+
+if TYPE_CHECKING:  # torch loads only when a tensor is asked for: scanning and loading need numpy alone
+    import torch
 
 logger = logging.getLogger("imgorigin")
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS: int = 64 * 1024 * 1024
+DEFAULT_MAX_BYTES: int = 256 * 1024 * 1024
+#: Why ``scan_inputs`` left a file out (the ``skipped`` field of its skip entries).
+SKIP_REASONS: tuple[str, ...] = (
+    "hidden",
+    "unsupported_extension",
+    "not_regular_file",
+    "broken_symlink",
+    "symlink_loop",
+    "duplicate",
+    "unreadable",
+)
 
 _FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -62,7 +97,25 @@ _EIGHT_BIT_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
 _WITH_ALPHA = {"L": "LA", "RGB": "RGBA", "LA": "LA", "RGBA": "RGBA"}
 # Modes Pillow converts to one of _EIGHT_BIT_MODES; anything else goes through Pillow's "RGB" conversion.
 _CONVERT_TO = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}
-_ORIENTATIONS = frozenset(range(2, 9))
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = frozenset({5, 6, 7, 8})
+# Modes Image.reduce averages meaningfully as they are, and those converted first (exactly) to one of them.
+_REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB"})
+_SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class ImageError(ImgoriginError, ValueError):
@@ -100,6 +153,8 @@ class LoadedImage:
 
     def tensor(self) -> torch.Tensor:
         """The pixels as a float32 [C, H, W] tensor sharing memory with ``pixels``."""
+        import torch
+
         return torch.from_numpy(self.pixels)
 
 
@@ -141,44 +196,164 @@ def _paths(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> 
     return list(paths)
 
 
-def find_images(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and folders into the list of files to load, so every command sees the same inputs.
+def scan_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[dict]]:
+    """Expand files and folders into (files to load, skip entries): every file met is either loaded or skipped.
 
-    Files are kept as given, whatever their extension, so that the loader reports what is wrong with them.
-    Folders are walked recursively (symlinked folders are not followed) for files with an extension in
-    ``IMAGE_EXTENSIONS`` (case-insensitive), skipping hidden files and folders (name starting with "."),
-    sorted by their path relative to the folder. A missing path or an unreadable folder raises ImageError.
+    Files given directly are kept as given, whatever their extension or kind, so that the loader reports what is
+    wrong with them (an error record). Folders are walked recursively, following symlinked folders, sorted by
+    their path relative to the folder; a file found there is loaded when it is a regular file with an extension
+    in ``IMAGE_EXTENSIONS`` (case-insensitive). Every other entry gives one skip entry
+    ``{"path", "skipped", "detail"}`` with ``skipped`` one of ``SKIP_REASONS``:
+
+    * ``hidden``: the name starts with "." (a hidden folder is one entry; its contents are not listed);
+    * ``unsupported_extension``: e.g. ``.gif`` or ``.txt``;
+    * ``not_regular_file``: a FIFO, socket or device (directly or through a symlink);
+    * ``broken_symlink`` and ``symlink_loop`` (a link to itself, or a folder link back to a folder it is in);
+    * ``duplicate``: the same file (same device and inode: another spelling of the path, a symlink or a hard
+      link) or folder as one met earlier, which is the one kept; the same path string twice is merged silently;
+    * ``unreadable``: a sub-folder that cannot be listed, or an entry that cannot be examined.
+
+    A path given that does not exist, or a given folder that cannot be listed, raises ImageError. An empty folder
+    gives no files and no skip entries.
     """
-    found: list[Path] = []
+    scan = _Scan()
     for given in _paths(paths):
+        scan.add_given(given)
+    return scan.images, scan.skipped
+
+
+def find_images(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files :func:`scan_inputs` keeps, for callers that need no account of the files left out."""
+    return scan_inputs(paths)[0]
+
+
+def _skip(path: Path, reason: str, detail: str) -> dict:
+    """The skip entry (a record) for a file or folder left out."""
+    return {"path": str(path), "skipped": reason, "detail": detail}
+
+
+def _listing(folder: Path) -> list[str]:
+    """The entry names of a folder, sorted, read in one go (no descriptor stays open)."""
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries)
+
+
+def _stat_failure(path: Path, err: OSError) -> tuple[str, str]:
+    """The skip reason and detail for an entry that cannot be examined."""
+    if err.errno == errno.ELOOP:
+        return "symlink_loop", "symbolic link loop"
+    if err.errno == errno.ENOENT and os.path.islink(path):
+        return "broken_symlink", f"symbolic link to a missing target ({os.readlink(path)})"
+    return "unreadable", f"cannot examine: {err.strerror or err}"
+
+
+def _kind(mode: int) -> str:
+    """What kind of non-regular file a stat mode describes, in words."""
+    return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
+
+
+class _Scan:
+    """One scan's state: the files kept, the skip entries, and the files and folders met (by device and inode)."""
+
+    def __init__(self) -> None:
+        self.images: list[Path] = []
+        self.skipped: list[dict] = []
+        self._files: dict[object, str] = {}
+        self._folders: dict[tuple[int, int], str] = {}
+
+    def add_given(self, given: str | os.PathLike[str]) -> None:
+        """A path from the command line: a folder is walked, anything else is kept for the loader to judge."""
         path = Path(given)
-        if path.is_dir():
-            found.extend(_walk(path))
-        elif path.exists() or path.is_symlink():
-            found.append(path)
+        try:
+            info = os.stat(path)
+        except OSError:
+            if not os.path.lexists(path):
+                raise ImageError(given, "no such file or directory") from None
+            self._add_file(path, ("unresolved", os.path.abspath(path)))  # the loader says what is wrong
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self._walk(path, (info.st_dev, info.st_ino))
         else:
-            raise ImageError(given, "no such file or directory")
-    return found
+            self._add_file(path, (info.st_dev, info.st_ino))
+
+    def _add_file(self, path: Path, key: object) -> None:
+        """Keep a file unless the same file was met before: merged when spelled the same, else ``duplicate``."""
+        first = self._files.get(key)
+        if first is None:
+            self._files[key] = str(path)
+            self.images.append(path)
+        elif first != str(path):
+            self.skipped.append(_skip(path, "duplicate", f"same file as {first}"))
+
+    def _enter(self, folder: Path, key: tuple[int, int], ancestors: list[tuple[int, int]]) -> bool:
+        """Whether to walk a folder: not when it was met before (a ``symlink_loop`` or ``duplicate`` entry)."""
+        first = self._folders.get(key)
+        if first is None:
+            self._folders[key] = str(folder)
+            return True
+        if key in ancestors:
+            self.skipped.append(_skip(folder, "symlink_loop", f"link to {first}, a folder it is inside"))
+        elif first != str(folder):
+            self.skipped.append(_skip(folder, "duplicate", f"same folder as {first}"))
+        return False
+
+    def _walk(self, root: Path, key: tuple[int, int]) -> None:
+        """Walk a given folder depth first in name order with an explicit stack (no recursion limit)."""
+        if not self._enter(root, key, []):
+            return
+        try:
+            names = _listing(root)
+        except OSError as err:
+            raise ImageError(root, f"cannot list folder: {err.strerror or err}") from None
+        stack = [(root, key, iter(names))]
+        while stack:
+            folder, _, names_left = stack[-1]
+            name = next(names_left, None)
+            if name is None:
+                stack.pop()
+            elif (entered := self._entry(Path(folder, name), [frame[1] for frame in stack])) is not None:
+                stack.append(entered)
+
+    def _entry(
+        self, path: Path, ancestors: list[tuple[int, int]]
+    ) -> tuple[Path, tuple[int, int], Iterator[str]] | None:
+        """Keep or skip one folder entry; a folder to walk is returned as its stack frame."""
+        if path.name.startswith("."):
+            self.skipped.append(_skip(path, "hidden", "name starts with '.'"))
+            return None
+        try:
+            info = os.stat(path)
+        except OSError as err:
+            self.skipped.append(_skip(path, *_stat_failure(path, err)))
+            return None
+        key = (info.st_dev, info.st_ino)
+        if stat.S_ISDIR(info.st_mode):
+            return self._folder(path, key, ancestors)
+        if not stat.S_ISREG(info.st_mode):
+            self.skipped.append(_skip(path, "not_regular_file", _kind(info.st_mode)))
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            extension = path.suffix or "(none)"
+            self.skipped.append(
+                _skip(path, "unsupported_extension", f"extension {extension} is not an image type read")
+            )
+        else:
+            self._add_file(path, key)
+        return None
+
+    def _folder(
+        self, path: Path, key: tuple[int, int], ancestors: list[tuple[int, int]]
+    ) -> tuple[Path, tuple[int, int], Iterator[str]] | None:
+        """The stack frame of a sub-folder to walk, or None when it is skipped (met before, or unreadable)."""
+        if not self._enter(path, key, ancestors):
+            return None
+        try:
+            return path, key, iter(_listing(path))
+        except OSError as err:
+            self.skipped.append(_skip(path, "unreadable", f"cannot list folder: {err.strerror or err}"))
+            return None
 
 
-def _walk(root: Path) -> list[Path]:
-    """Image files under root, recursively, hidden entries skipped, in a deterministic order."""
-
-    def fail(err: OSError) -> None:
-        raise ImageError(err.filename or root, f"cannot list folder: {err.strerror or err}")
-
-    found = []
-    for folder, subfolders, files in os.walk(root, onerror=fail):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found.extend(
-            Path(folder, name)
-            for name in files
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-        )
-    return sorted(found, key=lambda path: path.relative_to(root).parts)
-
-
-def _check_options(channels: int, size: tuple[int, int] | None, resample: str, max_pixels: int) -> None:
+def _check_options(channels: int, size: tuple[int, int] | None, resample: str, max_pixels: int, max_bytes: int) -> None:
     """Raise ValueError for loader options that no file could satisfy."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -190,6 +365,8 @@ def _check_options(channels: int, size: tuple[int, int] | None, resample: str, m
         raise ValueError(f"resample must be one of {', '.join(_RESAMPLE)}, got {resample!r}")
     if not isinstance(max_pixels, int) or max_pixels <= 0:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
 
 
 def load_image(
@@ -199,47 +376,38 @@ def load_image(
     *,
     resample: str = "bicubic",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LoadedImage:
     """Load one image as float32 [channels, H, W] in [0, 1], refusing bad files with ImageError.
 
     ``channels`` is 1 (Pillow "L" luma) or 3 (RGB); ``size`` is (height, width), or None to keep the
-    decoded size; ``resample`` is nearest, box, bilinear, bicubic or lanczos. Images with more than
-    ``max_pixels`` pixels (or over Pillow's own ``Image.MAX_IMAGE_PIXELS``) are refused before decoding.
-    See the module docstring for the pipeline and the reason codes.
+    decoded size; ``resample`` is nearest, box, bilinear, bicubic or lanczos. Files over ``max_bytes`` are
+    refused unread; images with more than ``max_pixels`` pixels (or over Pillow's own ``Image.MAX_IMAGE_PIXELS``)
+    are refused before decoding. See the module docstring for the pipeline and the reason codes.
     """
     name = os.fspath(path)
     try:
-        _check_options(channels, size, resample, max_pixels)
+        _check_options(channels, size, resample, max_pixels, max_bytes)
     except ValueError as err:
         raise ImageError(name, str(err)) from None
-    data = _read(name)
+    data = _read(name, max_bytes)
     reasons: list[str] = []
     with _strict_truncation, _open(name, data) as image:
         image_format, original_mode = image.format or "", image.mode
         if image_format in _JPEG_FORMATS:
             reasons.append("recompressed_jpeg")
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageError(
-                name,
-                f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}; "
-                "refused as a possible decompression bomb",
-            )
+        _check_pixel_count(name, image, max_pixels)
         if _colour_samples_over_8_bits(image):
             reasons.append("high_bit_depth_reduced")
         try:
-            image.load()
-            if image.getexif().get(ExifTags.Base.Orientation) in _ORIENTATIONS:
-                image = ImageOps.exif_transpose(image)
-                reasons.append("exif_rotated")
+            decoded, (width, height) = _decode(image, size, reasons)
         except Exception as err:  # any decoder failure on untrusted bytes is a bad file, not a crash
             raise ImageError(name, f"cannot decode {image_format} image data: {err}") from None
-        width, height = image.size
         try:
-            pixels = _to_float(image, channels, reasons)
+            pixels = _to_float(decoded, channels, reasons)
         except ValueError as err:
             raise ImageError(name, str(err)) from None
-    if size is not None and tuple(size) != (height, width):
+    if size is not None and pixels.shape[1:] != tuple(size):
         pixels = _resize(pixels, (int(size[0]), int(size[1])), resample)
         reasons.append("resized")
         logger.warning(
@@ -263,18 +431,70 @@ def load_image(
     )
 
 
-def _read(name: str) -> bytes:
-    """The file's bytes, read once, or ImageError for missing, unreadable, directory or empty paths."""
-    if os.path.isdir(name):
-        raise ImageError(name, "is a directory, not an image file")
+def _check_pixel_count(name: str, image: Image.Image, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image with more pixels than allowed (a possible decompression bomb)."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            name,
+            f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}; "
+            "refused as a possible decompression bomb",
+        )
+
+
+def _read(name: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file, at most max_bytes, read once; ImageError for anything else.
+
+    The path is checked with ``stat`` (so a device is never even opened) and the opened descriptor again with
+    ``fstat`` (so a file swapped in between is caught); ``O_NONBLOCK`` keeps the open of a FIFO from blocking.
+    """
     try:
-        data = Path(name).read_bytes()
-    except FileNotFoundError:
-        raise ImageError(name, "file not found") from None
+        _check_regular(name, os.stat(name))
+        descriptor = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
+    except OSError as err:
+        raise ImageError(name, _open_failure(err)) from None
+    try:
+        info = os.fstat(descriptor)
+        _check_regular(name, info)
+        if info.st_size > max_bytes:
+            raise ImageError(name, f"file is {info.st_size} bytes, over max_bytes={max_bytes}")
+        data = _read_at_most(descriptor, info.st_size, max_bytes)
     except OSError as err:
         raise ImageError(name, f"cannot read file: {err.strerror or err}") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > max_bytes:
+        raise ImageError(name, f"file grew past max_bytes={max_bytes} while being read")
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
+    return data
+
+
+def _open_failure(err: OSError) -> str:
+    """What a failure to stat or open a path means, in words."""
+    if err.errno == errno.ENOENT:
+        return "file not found"
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if err.errno == errno.ENXIO:
+        return "a socket or a device with nothing behind it, not a regular file; refused"
+    return f"cannot read file: {err.strerror or err}"
+
+
+def _check_regular(name: str, info: os.stat_result) -> None:
+    """Refuse folders, FIFOs, devices and sockets: only regular files are read."""
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(name, "is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(name, f"{_kind(info.st_mode)}, not a regular file; refused")
+
+
+def _read_at_most(descriptor: int, expected: int, max_bytes: int) -> bytes:
+    """Read to the end but never more than max_bytes + 1 bytes (which tells a file that grew past the limit)."""
+    with os.fdopen(descriptor, "rb", closefd=False) as stream:
+        data = stream.read(min(expected, max_bytes) + 1)
+        if len(data) > expected:  # the file grew, or reports no size (e.g. /proc): keep reading, still bounded
+            data += stream.read(max_bytes + 1 - len(data))
     return data
 
 
@@ -290,6 +510,66 @@ def _open(name: str, data: bytes) -> Image.Image:
         raise ImageError(name, f"refused as a possible decompression bomb: {err}") from None
     except Exception as err:  # plugins raise assorted errors on corrupt headers
         raise ImageError(name, f"cannot open as an image: {err}") from None
+
+
+def _decode(
+    image: Image.Image, size: tuple[int, int] | None, reasons: list[str]
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode the first frame (reduced first when far larger than size) upright; also its full (width, height)."""
+    width, height = image.size
+    if size is not None and image.format in _JPEG_FORMATS:
+        _draft(image, _stored_size(size, image.getexif().get(ExifTags.Base.Orientation)), reasons)
+    image.load()
+    orientation = image.getexif().get(ExifTags.Base.Orientation)
+    if size is not None:
+        image = _reduce(image, _stored_size(size, orientation), reasons)
+    if orientation in _TRANSPOSE:
+        image = image.transpose(_TRANSPOSE[orientation])
+        reasons.append("exif_rotated")
+    return image, ((height, width) if orientation in _SWAPS_AXES else (width, height))
+
+
+def _stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """The target (width, height) in the file's stored orientation, from the upright target (height, width)."""
+    height, width = int(size[0]), int(size[1])
+    return (height, width) if orientation in _SWAPS_AXES else (width, height)
+
+
+def _draft(image: Image.Image, target: tuple[int, int], reasons: list[str]) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale when that still leaves twice the target (width, height)."""
+    before = image.size
+    image.draft(image.mode, (2 * target[0], 2 * target[1]))
+    if image.size != before:
+        reasons.append("reduced_before_resize")
+
+
+def _reduce(image: Image.Image, target: tuple[int, int], reasons: list[str]) -> Image.Image:
+    """Box-average by integer factors leaving at least twice the target (width, height), for images 4x over it."""
+    factors = (max(1, image.width // (2 * target[0])), max(1, image.height // (2 * target[1])))
+    reducible = _reducible(image, reasons) if max(factors) >= 2 else None
+    if reducible is None:
+        return image
+    reasons.append("reduced_before_resize")
+    return reducible.reduce(factors)
+
+
+def _reducible(image: Image.Image, reasons: list[str]) -> Image.Image | None:
+    """The image in a mode whose box average means what it should (no palette indices, no colour key), or None.
+
+    Conversions are the ones ``_eight_bit`` would make anyway (recorded the same way), or exact (16-bit
+    greyscale to 32-bit "I", a colour key to an alpha channel). 32-bit integer and float images give None (not
+    reduced), so that their range check sees every original value.
+    """
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_GREY:
+        return image.convert("I")
+    if mode in ("1", "P", "PA"):
+        reasons.append("mode_converted")
+        transparent = mode == "PA" or image.has_transparency_data
+        return image.convert("L" if mode == "1" else "RGBA" if transparent else "RGB")
+    if mode in ("L", "RGB") and image.has_transparency_data:
+        return image.convert(_WITH_ALPHA[mode])
+    return image if mode in _REDUCIBLE else None
 
 
 def _colour_samples_over_8_bits(image: Image.Image) -> bool:
@@ -380,18 +660,22 @@ def load_images(
     *,
     resample: str = "bicubic",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[list[LoadedImage], list[tuple[str, str]]]:
     """Load many images, collecting bad files as (path, message) errors so a batch never stops on one file.
 
-    Options are checked once up front: an invalid option is the caller's mistake, not a file's, so it raises
-    ValueError instead of producing one error record per file. ImageError is never raised.
+    Files are decoded one at a time, so the memory a batch holds is that of its results (at ``size`` when given)
+    plus one file being decoded. Options are checked once up front: an invalid option is the caller's mistake,
+    not a file's, so it raises ValueError instead of producing one error record per file. ImageError is never
+    raised.
     """
-    _check_options(channels, size, resample, max_pixels)
+    _check_options(channels, size, resample, max_pixels, max_bytes)
     loaded: list[LoadedImage] = []
     errors: list[tuple[str, str]] = []
     for path in _paths(paths):
         try:
-            loaded.append(load_image(path, channels, size, resample=resample, max_pixels=max_pixels))
+            image = load_image(path, channels, size, resample=resample, max_pixels=max_pixels, max_bytes=max_bytes)
+            loaded.append(image)
         except ImageError as err:
             errors.append((err.path, err.message))
     return loaded, errors
@@ -401,7 +685,7 @@ def _codes_8bit(images: torch.Tensor) -> torch.Tensor:
     """The 8-bit code of each value, round(clamp(x, 0, 1) * 255) with round-half-to-even, in x's dtype."""
     if not images.is_floating_point():
         raise TypeError(f"expected a floating-point tensor, got {images.dtype}")
-    return torch.round(images.clamp(0, 1) * 255)
+    return (images.clamp(0, 1) * 255).round()
 
 
 def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
@@ -418,6 +702,8 @@ def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike[str]) -> 
     Quantised with the rule of ``quantize_8bit``, so ``load_image`` of the file returns exactly
     ``quantize_8bit`` of a float32 input.
     """
+    import torch
+
     tensor = image.detach().cpu() if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image))
     if not (tensor.ndim == 2 or (tensor.ndim == 3 and tensor.shape[0] in (1, 3))):
         raise ValueError(f"expected shape [C, H, W] with C = 1 or 3, or [H, W]; got {list(tensor.shape)}")
