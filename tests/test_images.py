@@ -36,6 +36,7 @@ from imgorigin.images import (
     save_png,
     scan_inputs,
 )
+from imgorigin.records import RecordWriter, read_records
 
 RGB = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [10, 20, 30]]], dtype=np.uint8)
 # Pillow "L" of RGB: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, i.e. ITU-R 601-2 luma rounded.
@@ -589,6 +590,15 @@ def test_name_that_is_not_utf8(tmp_path: Path) -> None:
     loaded = load_image(found, 3)
     assert os.fsencode(loaded.path) == raw and loaded.path.endswith("caf\udce9.png")
     np.testing.assert_array_equal(loaded.pixels, as_float(RGB))
+    out = tmp_path / "records.jsonl"
+    with RecordWriter(out, {"model": "m"}) as writer:
+        writer.write({"path": loaded.path, "sha256": loaded.sha256})
+        writer.write({"path": loaded.path + "x", "error": f"{loaded.path}x: file not found"})
+    text = out.read_bytes().decode("utf-8")  # a valid UTF-8 file, the odd byte as a JSON escape
+    assert "caf\\udce9.png" in text
+    assert [os.fsencode(record["path"]) for record in read_records(out)] == [raw, raw + b"x"]
+    with RecordWriter(out, {"model": "m"}) as resumed:
+        assert resumed.done == {loaded.path}
 
 
 # Large images are reduced before they are converted to float

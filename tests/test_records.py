@@ -119,6 +119,13 @@ def test_cut_off_last_line_is_removed_before_appending(tmp_path: Path, caplog: p
     assert "dropped 1 cut-off or invalid line" in caplog.text and str(out) in caplog.text
 
 
+def test_whole_last_record_without_newline_is_kept_and_terminated(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    out.write_bytes(b'{"path": "a.png", "score": 1.0}')  # killed between the record and its newline
+    write(out, None, {"path": "b.png", "score": 2.0})
+    assert lines(out) == [{"path": "a.png", "score": 1.0}, {"path": "b.png", "score": 2.0}]
+
+
 def test_invalid_lines_anywhere_are_dropped(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     out.write_bytes(

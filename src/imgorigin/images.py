@@ -54,6 +54,7 @@ import stat
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -400,7 +401,8 @@ def load_image(
         if _colour_samples_over_8_bits(image):
             reasons.append("high_bit_depth_reduced")
         try:
-            decoded, (width, height) = _decode(image, size, reasons)
+            with _pillow_warnings():
+                decoded, (width, height) = _decode(image, size, reasons)
         except Exception as err:  # any decoder failure on untrusted bytes is a bad file, not a crash
             raise ImageError(name, f"cannot decode {image_format} image data: {err}") from None
         try:
@@ -498,11 +500,22 @@ def _read_at_most(descriptor: int, expected: int, max_bytes: int) -> bytes:
     return data
 
 
+@contextmanager
+def _pillow_warnings() -> Iterator[None]:
+    """Make Pillow's decompression-bomb warning an error and silence its UserWarnings about corrupt metadata.
+
+    Those (EXIF, TIFF tags) do not decide whether the file is usable, and one per odd file would bury a run's output.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def _open(name: str, data: bytes) -> Image.Image:
     """Open the bytes lazily (header only) as a supported format, turning Pillow's bomb checks into errors."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_warnings():
             return Image.open(io.BytesIO(data), formats=_FORMATS)
     except Image.UnidentifiedImageError:
         raise ImageError(name, "not a PNG, JPEG, WebP, BMP or TIFF image (unrecognised or corrupt header)") from None

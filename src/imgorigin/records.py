@@ -89,21 +89,27 @@ def _is_header(value: dict) -> bool:
 
 
 class _Contents:
-    """A records file as parsed: its identity header, the latest record per path, and the lines dropped."""
+    """A records file as parsed: its identity header, the latest record per path, and what compaction would fix."""
 
     def __init__(self, data: bytes) -> None:
         self.identity: dict | None = None
         self.records: dict[str, dict] = {}
-        self.dropped = 0
+        self.dropped = 0  # cut-off, invalid or non-record lines
+        self.superseded = 0  # records replaced by a later one for the same path
         for number, line in enumerate(data.splitlines()):
             value = _parse_line(line)
             if value is not None and number == 0 and _is_header(value):
                 self.identity = value[HEADER_KEY]
             elif value is not None and isinstance(value.get("path"), str):
-                self.records.pop(value["path"], None)  # the latest record goes last, in the order written
+                self.superseded += self.records.pop(value["path"], None) is not None  # the latest goes last
                 self.records[value["path"]] = value
             elif line.strip():
                 self.dropped += 1
+        self.unterminated = bool(data) and not data.endswith(b"\n")
+
+    def needs_compaction(self) -> bool:
+        """Whether the file holds anything but whole lines, one per path (appending to it would be wrong)."""
+        return bool(self.dropped or self.superseded or self.unterminated)
 
     def lines(self) -> bytes:
         """The compact file: header (if any), then one line per path."""
@@ -228,16 +234,15 @@ class RecordWriter:
         """Check, repair and compact the file (or start it anew), then open it for appending."""
         output.parent.mkdir(parents=True, exist_ok=True)
         _temporary(output).unlink(missing_ok=True)  # left by a run killed while compacting
-        data = _read(output)
-        contents = _Contents(b"" if restart else data)
+        contents = _Contents(b"" if restart else _read(output))
+        written_identity = contents.identity
         if self.identity is not None:
             _check_identity(output, contents, self.identity)
             contents.identity = self.identity
         if contents.dropped:
             logger.warning("%s: dropped %d cut-off or invalid line(s) before resuming", output, contents.dropped)
-        compact = contents.lines()
-        if compact != data or not output.exists():
-            _atomic_write(output, compact)
+        if restart or contents.needs_compaction() or contents.identity != written_identity or not output.exists():
+            _atomic_write(output, contents.lines())
         self._paths = set(contents.records)
         self.done = {path for path, record in contents.records.items() if is_result(record)}
         return output.open("a", encoding="utf-8", newline="\n")
