@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
+import imgorigin.images as images_module
 from imgorigin.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -798,6 +799,33 @@ def test_scan_inputs_keeps_files_given_directly_and_refuses_missing_paths(tmp_pa
     assert scan_inputs([empty]) == ([], [])
     with pytest.raises(ImageError, match=r"nowhere: no such file or directory"):
         scan_inputs([empty, tmp_path / "nowhere"])
+
+
+def test_unreadable_sub_folder_is_skipped_and_unreadable_given_folder_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "locked").mkdir()
+    save(tmp_path, "a.png", Image.fromarray(RGB))
+    real_listing = images_module._listing
+
+    def listing(folder: Path) -> list[str]:
+        if folder.name == "locked":  # as root, permissions cannot make a folder unreadable
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real_listing(folder)
+
+    monkeypatch.setattr(images_module, "_listing", listing)
+    assert scan_inputs([tmp_path]) == (
+        [tmp_path / "a.png"],
+        [
+            {
+                "path": str(tmp_path / "locked"),
+                "skipped": "unreadable",
+                "detail": "cannot list folder: Permission denied",
+            }
+        ],
+    )
+    with pytest.raises(ImageError, match=r"locked: cannot list folder: Permission denied"):
+        scan_inputs([tmp_path / "locked"])
 
 
 # 8-bit round trip
