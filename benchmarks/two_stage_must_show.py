@@ -13,6 +13,8 @@ from pathlib import Path
 from imgorigin import zoo
 from imgorigin.images import quantize_8bit, save_png
 from imgorigin.zoo import data, dcgan, vae
+from imgorigin.zoo.training import dcgan as dcgan_training
+from imgorigin.zoo.training import vae as vae_training
 
 KNOWN = ("dcgan", "dcgan-twin", "wgangp", "vae", "ldm")
 N_TRAIN, N_TRAIN_REAL, N_TEST = 60, 300, 40
@@ -25,13 +27,16 @@ def write(images, folder: Path) -> None:
 
 
 def unseen_generators(work: Path) -> dict:
-    recipes = {"vae-seed11": (vae, vae.VAEConfig(), 11), "dcgan-seed7": (dcgan, dcgan.DCGANConfig(), 7)}
+    recipes = {
+        "vae-seed11": (vae, vae_training, vae.VAEConfig(), 11),
+        "dcgan-seed7": (dcgan, dcgan_training, dcgan.DCGANConfig(), 7),
+    }
     gens = {}
-    for name, (module, base, seed) in recipes.items():
+    for name, (module, training, base, seed) in recipes.items():
         cfg = dataclasses.replace(base, seed=seed, steps=1500)
         weights = work / "unseen" / name
         if not (weights / cfg.name).is_dir():
-            module.train(cfg, weights)
+            training.train(cfg, weights)
         gens[name] = module.load(cfg, weights)
     return gens
 
