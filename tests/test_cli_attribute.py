@@ -82,8 +82,8 @@ def test_fit_writes_a_described_classifier(fitted):
     info = json.loads((fitted / "classifier.json").read_text())
     assert info["classes"] == ["blocky", "real", "white"]
     assert info["kind"] == "linear" and info["params"]["rejection"] == "mahalanobis"
-    assert info["metadata"]["backbone"] == "spectrum" and info["metadata"]["layer"] == "radial"
-    assert info["metadata"]["train_counts"] == {"blocky": 12, "real": 12, "white": 12}
+    assert info["backbone"]["name"] == "spectrum" and info["backbone"]["layer"] == "radial"
+    assert info["training"]["train_counts"] == {"blocky": 12, "real": 12, "white": 12}
     assert info["accept_rate"] == 0.95 and np.isfinite(info["threshold"])
     assert "held out as unknown" in info["selection"]
 
@@ -121,9 +121,9 @@ def test_attribute_records_resume_and_errors(fitted, data, tmp_path):
     assert [r for r in records if "error" in r] == [{"path": str(broken), "error": records[-1]["error"]}]
 
     again = runner.invoke(app, args)  # resumed: only the failed image is tried again
-    assert again.exit_code == 1
-    lines = out.read_text().splitlines()
-    assert len(lines) == 26 and "error" in json.loads(lines[-1])
+    assert again.exit_code == 1 and "resuming: 24 of 25 images already answered" in again.stderr
+    latest = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert len(latest) == 25 and "error" in latest[str(broken)]
 
     to_stdout = runner.invoke(
         app,
@@ -211,8 +211,8 @@ def test_fit_with_a_tiny_clip_and_knn(data, tmp_path):
     )
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "clf" / "classifier.json").read_text())
-    assert info["kind"] == "knn" and info["metadata"]["layer"] == "1"
-    assert info["metadata"]["backbone_id"].startswith("clip@")
+    assert info["kind"] == "knn" and info["backbone"]["layer"] == "1"
+    assert info["backbone"]["id"].startswith("clip@")
 
 
 def test_usage_errors_exit_2(data, tmp_path):

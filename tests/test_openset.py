@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from imgorigin.attribution.openset import KNN_TEMPERATURE, REJECTIONS, KNNClassifier, LinearProbe, load_classifier
+from imgorigin.attribution.openset import (
+    KNN_TEMPERATURE,
+    REJECTIONS,
+    KNNClassifier,
+    LinearProbe,
+    OpenSetClassifier,
+)
+from imgorigin.attribution.spec import BackboneSpec
 from imgorigin.metrics import auroc, closed_set_accuracy
 
 DIM = 16
@@ -148,12 +155,15 @@ def test_score_is_open_set_accuracy():
 )
 def test_save_and_load_round_trip(make, tmp_path):
     x, y = blobs(5, seed=10)
-    clf = make().fit(x, y)
-    clf.metadata = {"backbone": "spectrum", "layer": "grid"}
+    spec = BackboneSpec("spectrum", "spectrum-v1", "grid", "spectrum-pre")
+    clf = make().fit(x, y, backbone=spec, train_dir="train", skipped=[("bad.png", "not an image")])
     clf.save(tmp_path / "clf")
     assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["classifier.json", "weights.safetensors"]
-    loaded = load_classifier(tmp_path / "clf")
-    assert loaded.metadata == clf.metadata and list(loaded.classes_) == list("abcd")
+    loaded = OpenSetClassifier.load(tmp_path / "clf")
+    assert type(loaded) is type(clf) and type(loaded).load(tmp_path / "clf").kind == clf.kind
+    assert loaded.backbone_ == spec and loaded.training_ == clf.training_ and list(loaded.classes_) == list("abcd")
+    assert loaded.training_.train_counts == {c: int((y == c).sum()) for c in "abcd"}
+    assert loaded.training_.errors == (("bad.png", "not an image"),)
     assert loaded.threshold_ == clf.threshold_ and loaded.selection_ == clf.selection_
     np.testing.assert_array_equal(loaded.predict_proba(X_TEST), clf.predict_proba(X_TEST))
     np.testing.assert_array_equal(loaded.score_samples(X_UNKNOWN), clf.score_samples(X_UNKNOWN))

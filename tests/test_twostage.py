@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgorigin.attribution.attributor import Attributor
 from imgorigin.attribution.openset import LinearProbe
 from imgorigin.images import save_png
-from imgorigin.twostage import Binding, TwoStageAttributor, load_bindings, save_bindings
+from imgorigin.twostage import Binding, Bindings, TwoStageAttributor
 from imgorigin.verification import load_generator
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.verification.verifier import calibrate
@@ -51,7 +52,6 @@ def world(tmp_path_factory):
     clf = LinearProbe(random_state=0).fit(
         np.r_[_features("a", 20, 0), _features("real", 20, 1)], np.array(["a"] * 20 + ["real"] * 20)
     )
-    clf.metadata = {}
     clf.save(root / "clf")
     return root, clf, paths
 
@@ -59,7 +59,7 @@ def world(tmp_path_factory):
 def _attribute(world):
     root, clf, paths = world
     bindings = {"a": Binding.parse(f"a={root / 'a.pt'}@{root / 'a.cal.json'}")}
-    attributor = TwoStageAttributor(clf, bindings, alpha=0.05)
+    attributor = TwoStageAttributor(Attributor(clf), bindings, alpha=0.05)
     features = np.r_[_features("a", N, 10), _features("c", N, 11), _features("real", N, 12)]
     return attributor.attribute(features, paths["a"] + paths["c"] + paths["real"])
 
@@ -105,24 +105,44 @@ def test_golden_record(world):
 def test_bindings_round_trip_and_errors(world, tmp_path):
     root, clf, _ = world
     binding = Binding.parse(f"a={root / 'a.pt'}@{root / 'a.cal.json'}")
-    save_bindings(root / "clf", clf.classes_.tolist(), {"a": binding})
-    assert load_bindings(root / "clf") == {"a": binding}
+    Bindings([binding]).save(root / "clf")
+    assert Bindings.load(root / "clf") == {"a": binding}
     with pytest.raises(ValueError, match="not a class"):
-        save_bindings(root / "clf", clf.classes_.tolist(), {"zzz": Binding("zzz", "zoo:dcgan")})
+        Bindings([Binding("zzz", "zoo:dcgan")]).save(root / "clf")
     with pytest.raises(ValueError, match="LABEL=MODEL"):
         Binding.parse("nonsense")
     with pytest.raises(ValueError, match="give its calibration"):
         Binding.parse("a=model.pt").calibration_path()
-    assert load_bindings(tmp_path) == {}
+    assert Bindings.load(tmp_path) == {}
+    rebound = Bindings([binding]).merged({"real": Binding("real", "zoo:dcgan")}, unbind=["a"])
+    assert dict(rebound) == {"real": Binding("real", "zoo:dcgan")}
 
 
 def test_candidates_ruled_out_by_features_are_skipped(world):
     root, clf, _ = world
     bindings = {"a": Binding("a", str(root / "a.pt"), str(root / "a.cal.json"))}
     probabilities = np.array([[0.6, 0.4], [0.002, 0.998], [0.0005, 0.9995]])  # columns: a, real
-    assert TwoStageAttributor(clf, bindings).candidates(probabilities) == [["a"], ["a"], ["a"]]
-    floor = TwoStageAttributor(clf, bindings, min_probability=0.001)
+    attributor = Attributor(clf)
+    assert TwoStageAttributor(attributor, bindings).candidates(probabilities) == [["a"], ["a"], ["a"]]
+    floor = TwoStageAttributor(attributor, bindings, min_probability=0.001)
     assert floor.candidates(probabilities) == [["a"], ["a"], []]
-    assert TwoStageAttributor(clf, bindings, top_k=1).candidates(probabilities) == [["a"], [], []]
+    assert TwoStageAttributor(attributor, bindings, top_k=1).candidates(probabilities) == [["a"], [], []]
     with pytest.raises(ValueError, match="min_probability"):
-        TwoStageAttributor(clf, bindings, min_probability=1.0)
+        TwoStageAttributor(attributor, bindings, min_probability=1.0)
+
+
+def test_an_image_verification_cannot_read_gives_an_error_record(world, tmp_path):
+    root, clf, paths = world
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    bindings = {"a": Binding("a", str(root / "a.pt"), str(root / "a.cal.json"))}
+    two_stage = TwoStageAttributor(Attributor(clf), bindings, device="cpu")
+    records = two_stage.attribute(_features("a", 2, 20), [paths["a"][0], str(broken)])
+    assert records[0]["candidates"] == ["a"] and "a" in records[0]["verification"]
+    assert list(records[1]) == ["path", "error"] and records[1]["path"] == str(broken)
+    assert two_stage.settings() == {
+        "alpha": 0.05,
+        "top_k": None,
+        "min_probability": 0.0,
+        "bound": {"a": str(root / "a.pt")},
+    }

@@ -1,7 +1,8 @@
 """HTML reports of verification runs: the operating point in words, a score plot, and one row per image.
 
 The report is one self-contained HTML file (thumbnails and plots inlined as PNG data), so it can be mailed
-or archived with the JSON-lines records it was made from.
+or archived with the JSON-lines records it was made from. Open-set attribution evaluations get two PNG plots
+(ROC with the operating point, confusion matrix) drawn from their metrics.
 """
 
 from __future__ import annotations
@@ -145,3 +146,62 @@ def write_report(
         parts.append("</table>")
     path.write_text("\n".join(parts))
     return path
+
+
+def roc_plot(path: str | Path, known_scores: np.ndarray, unknown_scores: np.ndarray, metrics: dict) -> None:
+    """ROC of known vs unknown images with the decision's operating point (an open-set evaluation's metrics)."""
+    from matplotlib.figure import Figure
+
+    from imgorigin.metrics import roc_curve
+
+    if metrics["mode"] == "features":
+        threshold = -np.inf if metrics["threshold"] is None else metrics["threshold"]
+        score_name, operating_point = metrics["classifier"]["rejection"], f"threshold {threshold:.3g}"
+    else:
+        score_name = "two-stage known-score"
+        operating_point = f"two-stage decision, alpha {metrics['two_stage']['alpha']:g}"
+    fpr, tpr, _ = roc_curve(known_scores, unknown_scores)
+    figure = Figure(figsize=(4.5, 4.5))
+    axes = figure.add_subplot()
+    axes.plot(fpr, tpr, label=f"AUROC {metrics['auroc']:.3f}")
+    axes.plot([0, 1], [0, 1], ":", color="grey")
+    axes.plot([1 - metrics["unknown_rejected"]], [metrics["known_accepted"]], "o", label=operating_point)
+    axes.set(
+        xlabel="unknown images accepted (FPR)",
+        ylabel="known images accepted (TPR)",
+        title=f"known vs unknown ({score_name})",
+    )
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def confusion_plot(path: str | Path, metrics: dict) -> None:
+    """The open-set confusion matrix of an evaluation's metrics (rows: true class or 'unknown'), with counts."""
+    from matplotlib.figure import Figure
+
+    labels = metrics["confusion_matrix"]["labels"]
+    matrix = np.array(metrics["confusion_matrix"]["rows_true_columns_predicted"])
+    figure = Figure(figsize=(1.2 + 0.6 * len(labels), 1 + 0.6 * len(labels)))
+    axes = figure.add_subplot()
+    axes.imshow(matrix, cmap="Blues")
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(
+            col, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black"
+        )
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set(xlabel="predicted", ylabel="true")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_open_set_plots(
+    folder: str | Path, known_scores: np.ndarray, unknown_scores: np.ndarray, metrics: dict
+) -> Path:
+    """roc.png and confusion.png of an open-set evaluation in folder (matplotlib's Agg canvas, no display)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    roc_plot(folder / "roc.png", known_scores, unknown_scores, metrics)
+    confusion_plot(folder / "confusion.png", metrics)
+    return folder

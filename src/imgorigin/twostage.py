@@ -18,23 +18,32 @@ Rules, recorded in each record's ``rule``:
 features), so that near-misses rank above images no known class explains.
 Where features are confident in a bound class that verification rejects, the answer stays ``unknown`` (an
 unseen generator that resembles a known one is the usual cause) with the reason code
-``features_confident_verification_rejects``.
+``features_confident_verification_rejects``. An image that cannot be read, for its features or for a
+verification, gives an error record ``{"path", "error"}``.
+
+Bindings live beside the classifier (``bindings.json``): :class:`Bindings` loads, checks and saves them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
+from imgorigin.attribution.attributor import Attributor
 from imgorigin.attribution.openset import OpenSetClassifier
+from imgorigin.errors import UsageError
 from imgorigin.labels import INCONCLUSIVE, MEMBER, REJECTED, UNKNOWN
+from imgorigin.runtime import resolve_device
 from imgorigin.verification.calibration import Calibration
 from imgorigin.verification.sources import default_calibration, load_generator
-from imgorigin.verification.verifier import Verifier, decide, score_paths
+from imgorigin.verification.verifier import Verifier
 
 BINDINGS_FILE = "bindings.json"
 #: Feature confidence above which a disagreement between the stages is named in the reason codes.
@@ -54,7 +63,7 @@ class Binding:
         """``LABEL=MODEL`` or ``LABEL=MODEL@CALIBRATION`` (as given to ``--bind``)."""
         label, sep, rest = text.partition("=")
         if not sep or not label or not rest:
-            raise ValueError(f"--bind {text!r}: expected LABEL=MODEL or LABEL=MODEL@CALIBRATION")
+            raise UsageError(f"--bind {text!r}: expected LABEL=MODEL or LABEL=MODEL@CALIBRATION")
         model, _, calibration = rest.partition("@")
         return cls(label, model, calibration or None)
 
@@ -65,59 +74,126 @@ class Binding:
         return default_calibration(self.model)
 
 
-def load_bindings(classifier_dir: str | Path) -> dict[str, Binding]:
-    """The bindings stored beside a classifier (none when the file is absent)."""
-    path = Path(classifier_dir) / BINDINGS_FILE
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return {label: Binding(label, entry["model"], entry.get("calibration")) for label, entry in data.items()}
+class Bindings(Mapping[str, Binding]):
+    """Bindings by label: the classes of a classifier confirmed by verification, stored beside it."""
 
+    def __init__(self, bindings: Iterable[Binding] = ()) -> None:
+        self._by_label = {binding.label: binding for binding in bindings}
 
-def save_bindings(classifier_dir: str | Path, classes: Sequence[str], bindings: dict[str, Binding]) -> Path:
-    """Write the bindings beside the classifier; every bound label must be one of its classes."""
-    unknown = sorted(set(bindings) - set(classes))
-    if unknown:
-        raise ValueError(f"cannot bind {', '.join(unknown)}: not a class of this classifier ({', '.join(classes)})")
-    for binding in bindings.values():
-        binding.calibration_path()  # fail now, not at attribution time
-    path = Path(classifier_dir) / BINDINGS_FILE
-    data = {label: {"model": b.model, "calibration": b.calibration} for label, b in sorted(bindings.items())}
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    def __getitem__(self, label: str) -> Binding:
+        return self._by_label[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_label)
+
+    def __len__(self) -> int:
+        return len(self._by_label)
+
+    def __repr__(self) -> str:
+        return f"Bindings({list(self._by_label.values())!r})"
+
+    @classmethod
+    def parse(cls, texts: Iterable[str]) -> Bindings:
+        """``--bind`` texts, each checked now to have a calibration it can find."""
+        bindings = cls(Binding.parse(text) for text in texts)
+        for binding in bindings.values():
+            binding.calibration_path()
+        return bindings
+
+    def merged(self, other: Mapping[str, Binding], unbind: Iterable[str] = ()) -> Bindings:
+        """These bindings with ``other``'s added or replacing same-label ones, and the ``unbind`` labels removed."""
+        merged = {**self._by_label, **other}
+        dropped = set(unbind)
+        return Bindings(binding for label, binding in merged.items() if label not in dropped)
+
+    def check(self, classes: Sequence[str]) -> None:
+        """Every bound label must be one of the classes, and every binding must find its calibration."""
+        strangers = sorted(set(self) - set(classes))
+        if strangers:
+            raise UsageError(
+                f"cannot bind {', '.join(strangers)}: not a class of this classifier ({', '.join(classes)})"
+            )
+        for binding in self.values():
+            binding.calibration_path()  # fail now, not at attribution time
+
+    def models(self) -> dict[str, str]:
+        """The bound model of each label, sorted by label (as metrics and results files record them)."""
+        return {label: binding.model for label, binding in sorted(self.items())}
+
+    @classmethod
+    def load(cls, classifier_dir: str | os.PathLike[str]) -> Bindings:
+        """The bindings stored beside a classifier (none when the file is absent)."""
+        path = Path(classifier_dir) / BINDINGS_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            return cls(Binding(label, entry["model"], entry.get("calibration")) for label, entry in data.items())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"cannot read the bindings of {classifier_dir}: {exc}") from exc
+
+    def save(self, classifier_dir: str | os.PathLike[str]) -> Path:
+        """Write the bindings beside the classifier saved in ``classifier_dir``, checked against its classes."""
+        self.check(OpenSetClassifier.load(classifier_dir).classes_.tolist())
+        path = Path(classifier_dir) / BINDINGS_FILE
+        data = {label: {"model": b.model, "calibration": b.calibration} for label, b in sorted(self.items())}
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        return path
 
 
 class TwoStageAttributor:
-    """An open-set classifier whose bound classes are confirmed by verification against their models."""
+    """An attributor whose bound classes are confirmed by verification against their models.
+
+    ``cache_dir`` None keeps verification scores in memory only (the CLI passes the default cache folder).
+    """
 
     def __init__(
         self,
-        classifier: OpenSetClassifier,
-        bindings: dict[str, Binding],
+        attributor: Attributor,
+        bindings: Mapping[str, Binding],
         *,
         alpha: float = 0.05,
         top_k: int | None = None,
         min_probability: float = 0.0,
-        device: str = "cpu",
-        cache_dir: str | Path | None = None,
+        device: str | torch.device | None = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not bindings:
-            raise ValueError("two-stage attribution needs at least one class bound to a model (--bind LABEL=MODEL)")
-        self.classifier, self.bindings, self.alpha = classifier, bindings, alpha
+            raise UsageError("two-stage attribution needs at least one class bound to a model (--bind LABEL=MODEL)")
         if not 0 <= min_probability < 1:
-            raise ValueError(f"min_probability must be in [0, 1), got {min_probability}")
+            raise UsageError(f"min_probability must be in [0, 1), got {min_probability}")
+        self.attributor, self.bindings, self.alpha = attributor, Bindings(bindings.values()), alpha
         self.top_k, self.min_probability = top_k, min_probability
         self.device, self.cache_dir = device, cache_dir
         self._verifiers: dict[str, Verifier] = {}
+
+    @property
+    def classifier(self) -> OpenSetClassifier:
+        """Stage 1: the open-set classifier."""
+        return self.attributor.classifier
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a metrics or results file records: alpha, the candidates' limits, the bound models."""
+        return {
+            "alpha": self.alpha,
+            "top_k": self.top_k,
+            "min_probability": self.min_probability,
+            "bound": self.bindings.models(),
+        }
 
     def verifier(self, label: str) -> Verifier:
         """The loaded generator and calibration of a bound class (loaded once)."""
         if label not in self._verifiers:
             binding = self.bindings[label]
-            generator = load_generator(binding.model, device=self.device)
+            generator = load_generator(binding.model, device=resolve_device(self.device))
             calibration = Calibration.load(binding.calibration_path())
             self._verifiers[label] = Verifier(generator, calibration, alpha=self.alpha, cache_dir=self.cache_dir)
         return self._verifiers[label]
+
+    def load_verifiers(self) -> None:
+        """Load every bound model and calibration now, so that a bad binding fails before a long run does."""
+        for label in self.bindings:
+            self.verifier(label)
 
     def candidates(self, probabilities: np.ndarray) -> list[list[str]]:
         """Per image, the bound classes to verify, most probable first: the top-K classes by features, less
@@ -131,8 +207,16 @@ class TwoStageAttributor:
             for row, p in zip(ranked, probabilities, strict=True)
         ]
 
+    def attribute_paths(self, paths: Sequence[str | os.PathLike[str]], *, progress: bool = False) -> Iterator[dict]:
+        """Self-contained two-stage records for files and folders (features by the attributor's backbone), in
+        input order; unreadable files yield ``{"path", "error"}``."""
+        return self.attributor.decide_paths(
+            paths, lambda x, found: self.attribute(x, found, progress), progress=progress
+        )
+
     def attribute(self, features: np.ndarray, paths: Sequence[str], progress: bool = False) -> list[dict]:
-        """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images."""
+        """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images;
+        an image that verification cannot read gives ``{"path", "error"}``."""
         clf = self.classifier
         probabilities = clf.predict_proba(features)
         feature_labels = clf.predict(features)
@@ -141,26 +225,21 @@ class TwoStageAttributor:
         candidates = self.candidates(probabilities)
         evidence: list[dict[str, dict]] = [{} for _ in paths]
         accepted: list[str | None] = [None] * len(paths)
+        errors: dict[int, str] = {}
         for round_ in range(max((len(c) for c in candidates), default=0)):
             by_label: dict[str, list[int]] = {}
             for i, cands in enumerate(candidates):
-                if accepted[i] is None and round_ < len(cands):
+                if accepted[i] is None and i not in errors and round_ < len(cands):
                     by_label.setdefault(cands[round_], []).append(i)
             for label, rows in by_label.items():
-                verifier = self.verifier(label)
-                scored = score_paths(
-                    verifier.generator,
-                    verifier.calibration.inversion,
-                    [paths[i] for i in rows],
-                    cache=verifier.cache,
-                    progress=progress,
-                )
                 row_of = {paths[i]: i for i in rows}
-                for item in scored:
-                    i = row_of[item.image.path]
-                    result = decide(item.score, verifier.calibration, self.alpha)
+                for result in self.verifier(label).verify_paths([paths[i] for i in rows], progress=progress):
+                    i = row_of[result["path"]]
+                    if "error" in result:
+                        errors[i] = result["error"]
+                        continue
                     evidence[i][label] = {
-                        "score": item.score,
+                        "score": result["score"],
                         "p_value": result["p_value"],
                         "p_value_real": result["p_value_real"],
                         "verdict": result["verdict"],
@@ -168,7 +247,9 @@ class TwoStageAttributor:
                     if result["verdict"] == MEMBER:
                         accepted[i] = label
         return [
-            self._record(
+            {"path": paths[i], "error": errors[i]}
+            if i in errors
+            else self._record(
                 paths[i],
                 probabilities[i],
                 str(feature_labels[i]),
@@ -192,6 +273,7 @@ class TwoStageAttributor:
         evidence: dict[str, dict],
         accepted: str | None,
     ) -> dict:
+        """One image's record from its feature evidence and the verifications of its candidates (see the rules)."""
         clf = self.classifier
         reasons: list[str] = []
         confidence = float(probs.max())
@@ -214,9 +296,6 @@ class TwoStageAttributor:
             known_score = max([e["p_value"] for e in evidence.values()] + [feature_p if feature_only else 0.0])
             if top in self.bindings and confidence >= STRONG_FEATURES and top in evidence:
                 reasons.append("features_confident_verification_rejects")
-        missing = [c for c in candidates if c not in evidence and accepted is None]
-        if missing:
-            reasons.append("candidate_unreadable")
         return {
             "path": path,
             "label": label,

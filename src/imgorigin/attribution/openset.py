@@ -24,8 +24,11 @@ The threshold accepts ``accept_rate`` of known images: it is a quantile of out-o
 known images (stratified k-fold with the chosen hyper-parameter), kept so that ``set_accept_rate`` can
 move it later. The same out-of-fold scores, grouped by class, give ``class_p_values``: a class-conditional
 (Mondrian) conformal p-value of each image under its most likely class, which two-stage attribution uses
-to accept a class without a model. The final model is then refitted on all known images. ``save`` writes
-JSON + safetensors, never pickle.
+to accept a class without a model. The final model is then refitted on all known images.
+
+``save`` writes JSON + safetensors, never pickle; ``OpenSetClassifier.load`` reads them back. What the features
+are (a :class:`~imgorigin.attribution.spec.BackboneSpec`) and what the classifier was fitted on
+(:class:`TrainingInfo`) are typed parts of the fitted classifier, saved with it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ import math
 import os
 import warnings
 from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +52,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from imgorigin.attribution.spec import BackboneSpec
+from imgorigin.errors import ImgoriginError, UsageError
 from imgorigin.labels import UNKNOWN
 from imgorigin.metrics import auroc
 from imgorigin.verification.calibration import conformal_p_value
@@ -57,8 +65,43 @@ DEFAULT_KS = (1, 3, 5, 10, 20, 50)
 KNN_TEMPERATURE = 0.07
 LOGIT_SCORES = ("msp", "maxlogit", "energy")
 REJECTIONS = (*LOGIT_SCORES, "mahalanobis", "knn")
-FORMAT = "imgorigin-openset-1"
+FORMAT = "imgorigin-openset-2"
+#: The first format kept backbone and training facts in one untyped ``metadata`` dict; still read.
+FORMAT_V1 = "imgorigin-openset-1"
 Arrays = dict[str, np.ndarray]
+
+
+class ClassifierError(ImgoriginError, ValueError):
+    """A classifier folder that cannot be read: missing files, another format, or damaged content."""
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """What a classifier was fitted on, saved with it for the record: images per class, source, skipped files."""
+
+    train_counts: dict[str, int] = field(default_factory=dict)
+    val_unknown_images: int = 0
+    train_dir: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """As saved in classifier.json (errors as ``{"path", "error"}`` objects)."""
+        return {
+            "train_dir": self.train_dir,
+            "train_counts": self.train_counts,
+            "val_unknown_images": self.val_unknown_images,
+            "errors": [{"path": path, "error": message} for path, message in self.errors],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingInfo:
+        """Read back from classifier.json (also the untyped ``metadata`` of the first format)."""
+        return cls(
+            train_counts=dict(data.get("train_counts", {})),
+            val_unknown_images=int(data.get("val_unknown_images", 0)),
+            train_dir=data.get("train_dir"),
+            errors=tuple((e["path"], e["error"]) for e in data.get("errors", [])),
+        )
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -147,14 +190,13 @@ class OpenSetClassifier(ABC):
         self, rejection: str = "msp", accept_rate: float = 0.95, val_fraction: float = 0.2, random_state: int = 0
     ) -> None:
         if rejection not in REJECTIONS:
-            raise ValueError(f"rejection must be one of {', '.join(REJECTIONS)}, got {rejection!r}")
+            raise UsageError(f"rejection must be one of {', '.join(REJECTIONS)}, got {rejection!r}")
         if not 0 < accept_rate <= 1:
-            raise ValueError(f"accept_rate must be in (0, 1], got {accept_rate}")
+            raise UsageError(f"accept_rate must be in (0, 1], got {accept_rate}")
         self.rejection = rejection
         self.accept_rate = accept_rate
         self.val_fraction = val_fraction
         self.random_state = random_state
-        self.metadata: dict[str, Any] = {}
 
     # --- what a subclass provides -------------------------------------------------------------------
     @abstractmethod
@@ -271,19 +313,40 @@ class OpenSetClassifier(ABC):
             scores[held] = self._scores(state, x[held])[1]
         return scores
 
-    def fit(self, X: np.ndarray, y: np.ndarray, X_unknown: np.ndarray | None = None) -> OpenSetClassifier:
-        """Fit on known images ``X`` [N, D] with labels ``y``; ``X_unknown`` only helps choose hyper-parameters."""
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_unknown: np.ndarray | None = None,
+        *,
+        backbone: BackboneSpec | None = None,
+        train_dir: str | None = None,
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> OpenSetClassifier:
+        """Fit on known images ``X`` [N, D] with labels ``y``; ``X_unknown`` only helps choose hyper-parameters.
+
+        ``backbone`` says which features the rows of ``X`` are (needed to attribute image files later);
+        ``train_dir`` and ``skipped`` (path, message) say where they came from; all are saved with the classifier.
+        """
         x = np.asarray(X, dtype=np.float64)
         labels = np.asarray(y).astype(str)
         if x.ndim != 2 or len(x) != len(labels):
-            raise ValueError(f"X must be [N, D] with one label per row, got {x.shape} and {len(labels)} labels")
+            raise UsageError(f"X must be [N, D] with one label per row, got {x.shape} and {len(labels)} labels")
         self.classes_, y_idx = np.unique(labels, return_inverse=True)
         if UNKNOWN in self.classes_:
-            raise ValueError(f"{UNKNOWN!r} is reserved for rejected images and cannot be a class")
+            raise UsageError(f"{UNKNOWN!r} is reserved for rejected images and cannot be a class")
         if len(self.classes_) < 2:
-            raise ValueError("need images of at least two known classes")
+            raise UsageError("need images of at least two known classes")
         n_classes = len(self.classes_)
         unknown = None if X_unknown is None or len(X_unknown) == 0 else np.asarray(X_unknown, np.float64)
+        counts = Counter(labels.tolist())
+        self.backbone_ = backbone
+        self.training_ = TrainingInfo(
+            train_counts={label: counts[label] for label in self.classes_.tolist()},
+            val_unknown_images=0 if unknown is None else len(unknown),
+            train_dir=train_dir,
+            errors=tuple((str(path), str(message)) for path, message in skipped),
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # weak-regularisation candidates; judged anyway
             if np.bincount(y_idx).min() >= 2:
@@ -312,9 +375,9 @@ class OpenSetClassifier(ABC):
     def set_accept_rate(self, accept_rate: float) -> None:
         """Move the threshold so that ``accept_rate`` of the known validation images are accepted."""
         if not 0 < accept_rate <= 1:
-            raise ValueError(f"accept_rate must be in (0, 1], got {accept_rate}")
+            raise UsageError(f"accept_rate must be in (0, 1], got {accept_rate}")
         if self.validation_scores_ is None:
-            raise ValueError(f"no held-out scores to set a threshold from: {self.threshold_source_}")
+            raise UsageError(f"no held-out scores to set a threshold from: {self.threshold_source_}")
         ordered = np.sort(self.validation_scores_)
         rejected = min(math.floor((1 - accept_rate) * len(ordered) + 1e-9), len(ordered) - 1)
         self.accept_rate = accept_rate
@@ -377,7 +440,7 @@ class OpenSetClassifier(ABC):
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``classifier.json`` (settings, classes, threshold, metadata) and ``weights.safetensors``."""
+        """Write ``classifier.json`` (settings, classes, threshold, backbone, training) and ``weights.safetensors``."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"model.{k}": v for k, v in self.state_[0].items()}
@@ -397,9 +460,49 @@ class OpenSetClassifier(ABC):
             "hyperparameter": self.param_,
             "selection": self.selection_,
             "validation": self.validation_,
-            "metadata": self.metadata,
+            "backbone": None if self.backbone_ is None else self.backbone_.to_dict(),
+            "training": self.training_.to_dict(),
         }
         (folder / "classifier.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> OpenSetClassifier:
+        """A classifier written by ``save`` (of this class or a subclass), ready to predict."""
+        folder = Path(path)
+        try:
+            info = json.loads((folder / "classifier.json").read_text())
+            if info.get("format") not in (FORMAT, FORMAT_V1):
+                raise ValueError(f"not an imgorigin open-set classifier (format {info.get('format')!r})")
+            kind = CLASSIFIERS.get(info["kind"])
+            if kind is None or not issubclass(kind, cls):
+                raise ValueError(f"holds a {info['kind']!r} classifier, not a {cls.__name__}")
+            classifier = kind(**info["params"])
+            classifier._restore(info, load_file(str(folder / "weights.safetensors")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ClassifierError(f"cannot read classifier {folder}: {exc}") from exc
+        return classifier
+
+    def _restore(self, info: dict[str, Any], arrays: Arrays) -> None:
+        """Set the fitted attributes from a saved classifier.json and its arrays."""
+        model = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
+        rejection = {k.removeprefix("rejection."): v for k, v in arrays.items() if k.startswith("rejection.")}
+        self.state_ = (model, rejection)
+        self.classes_ = np.array(info["classes"])
+        self.validation_scores_ = arrays.get("validation_scores")
+        self.validation_labels_ = arrays.get("validation_labels")
+        self.threshold_ = -math.inf if info["threshold"] is None else info["threshold"]
+        self.accept_rate = info["accept_rate"]
+        self.threshold_source_ = info["threshold_source"]
+        self.param_ = info["hyperparameter"]
+        self.selection_ = info["selection"]
+        self.validation_ = info["validation"]
+        if info["format"] == FORMAT_V1:
+            meta = info["metadata"]
+            keys = {"name": "backbone", "id": "backbone_id", "layer": "layer", "preprocess": "preprocess"}
+            backbone = {new: meta[old] for new, old in keys.items()} if "backbone_id" in meta else None
+            info = {"backbone": backbone, "training": meta}
+        self.backbone_ = None if info["backbone"] is None else BackboneSpec.from_dict(info["backbone"])
+        self.training_ = TrainingInfo.from_dict(info["training"])
 
 
 class LinearProbe(OpenSetClassifier):
@@ -490,27 +593,3 @@ class KNNClassifier(OpenSetClassifier):
 
 
 CLASSIFIERS: dict[str, type[OpenSetClassifier]] = {"linear": LinearProbe, "knn": KNNClassifier}
-
-
-def load_classifier(path: str | os.PathLike[str]) -> OpenSetClassifier:
-    """A classifier written by ``save``, ready to predict (with its ``metadata``)."""
-    folder = Path(path)
-    info = json.loads((folder / "classifier.json").read_text())
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{folder} is not an imgorigin open-set classifier (format {info.get('format')!r})")
-    classifier = CLASSIFIERS[info["kind"]](**info["params"])
-    arrays = load_file(str(folder / "weights.safetensors"))
-    model = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
-    rejection = {k.removeprefix("rejection."): v for k, v in arrays.items() if k.startswith("rejection.")}
-    classifier.state_ = (model, rejection)
-    classifier.classes_ = np.array(info["classes"])
-    classifier.validation_scores_ = arrays.get("validation_scores")
-    classifier.validation_labels_ = arrays.get("validation_labels")
-    classifier.threshold_ = -math.inf if info["threshold"] is None else info["threshold"]
-    classifier.accept_rate = info["accept_rate"]
-    classifier.threshold_source_ = info["threshold_source"]
-    classifier.param_ = info["hyperparameter"]
-    classifier.selection_ = info["selection"]
-    classifier.validation_ = info["validation"]
-    classifier.metadata = info["metadata"]
-    return classifier

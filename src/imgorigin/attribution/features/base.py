@@ -55,7 +55,7 @@ class Backbone(ABC):
         key = self.layer_aliases.get(key, key)
         if key not in self.layer_dims:
             choices = ", ".join([*self.layer_dims, *self.layer_aliases])
-            raise ValueError(f"backbone {self.name!r} has no layer {layer!r}; choose one of: {choices}")
+            raise BackboneError(f"backbone {self.name!r} has no layer {layer!r}; choose one of: {choices}")
         return key
 
     @abstractmethod
