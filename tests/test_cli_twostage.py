@@ -223,3 +223,23 @@ def test_bench_attribute_confirm_adds_timed_two_stage_rows(world, tmp_path):
     assert table[-4].endswith("| s/image |") and table[-1].startswith("| two-stage | radial | linear | msp | all | 3 |")
     unbound = _run("bench", "attribute", tmp_path / "zoo", "--out", tmp_path / "x", "--confirm", cache=tmp_path)
     assert unbound.exit_code == 2 and "--bind" in unbound.stderr
+
+
+def test_two_stage_attribute_paths_in_python_and_unreadable_files(world, tmp_path):
+    from imgorigin.attribution.attributor import Attributor
+    from imgorigin.twostage import Bindings, TwoStageAttributor
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    attributor = Attributor.load(world / "clf", cache_dir=world / "cache", device="cpu")
+    two_stage = TwoStageAttributor(attributor, Bindings.load(world / "clf"), device="cpu", cache_dir=world / "cache")
+    records = list(two_stage.attribute_paths([world / "test" / "a", broken]))
+    assert len(records) == N_TEST + 1 and records[-1] == {"path": str(broken), "error": records[-1]["error"]}
+    assert all(r["backbone"] == "spectrum-v1" and len(r["sha256"]) == 64 and "rule" in r for r in records[:-1])
+    out = tmp_path / "records.jsonl"
+    result = _run(
+        "attribute", world / "clf", world / "test" / "a", broken, "--confirm", "-o", out, cache=world / "cache"
+    )
+    assert result.exit_code == 1 and "1 unreadable images" in result.stderr
+    cli = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["path"], r.get("label")) for r in cli] == [(r["path"], r.get("label")) for r in records]
