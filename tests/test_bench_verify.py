@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
 
+from imgorigin import zoo
+from imgorigin.benchmarks import verification as bench
 from imgorigin.benchmarks.verification import markdown, pair_metrics
+from imgorigin.verification import InversionConfig
+from imgorigin.verification.generators import ModuleGenerator
+from imgorigin.zoo import data
 from imgorigin.zoo.calibrations import INVERSION_OVERRIDES, inversion_config
+from tiny_models import TinyGenerator, real_like
+
+FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=16, search_candidates=8)
 
 
 def test_pair_metrics_hand_values():
@@ -59,3 +70,23 @@ def test_zoo_inversion_overrides_are_valid_settings():
         cfg = inversion_config(name)
         assert all(getattr(cfg, k) == v for k, v in override.items())
     assert inversion_config("dcgan") == inversion_config("vae")  # the defaults
+
+
+def test_run_end_to_end_on_tiny_models_writes_json_markdown_and_figures(tmp_path, monkeypatch):
+    gens = {name: ModuleGenerator(TinyGenerator(seed=seed), [8], id=name) for name, seed in (("a", 0), ("b", 5))}
+    monkeypatch.setattr(zoo, "list_models", lambda: list(gens))
+    monkeypatch.setattr(zoo, "load", lambda name, device="cpu": gens[name])
+    monkeypatch.setattr(zoo, "sample", lambda name, n, seed=0, device="cpu": gens[name].sample(n, seed=seed))
+    monkeypatch.setattr(data, "is_available", lambda root=None: False)
+    monkeypatch.setattr(data, "subset_images", lambda: real_like(6, seed=1))
+    # the per-image reference loop (1500 Adam steps per image) is replaced by fixed scores: members first
+    monkeypatch.setattr(bench, "reference_loop", lambda gen, images: (np.r_[[1e-6] * 3, [1e-2] * 3], 2.0))
+    args = {"n_cal": 8, "n_members": 4, "n_real": 4, "n_other": 4, "alpha": 0.2, "config": FAST}
+    bench.run(["a"], tmp_path, **args, reference_model="a", n_reference=3, device=torch.device("cpu"), log=str)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["settings"]["device"] == "cpu" and saved["models"]["a"]["inversion"] == FAST.to_dict()
+    pairs = saved["models"]["a"]["pairs"]
+    assert set(pairs) == {"real", "b"} and all(p["raw"]["auroc"] == 1.0 for p in pairs.values())
+    reference = saved["reference_loop"]
+    assert reference["n"] == 6 and reference["reference"]["auroc"] == 1.0 and reference["batched"]["auroc"] == 1.0
+    assert "| a | b | raw |" in (tmp_path / "results.md").read_text() and (tmp_path / "a.png").is_file()

@@ -158,7 +158,7 @@ def run(
     config: InversionConfig | None,
     reference_model: str | None,
     n_reference: int,
-    device: str,
+    device: str | torch.device,
     log=print,
 ) -> dict:
     """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model.
@@ -183,7 +183,7 @@ def run(
             "n_real": int(len(real)),
             "n_other": n_other,
             "alpha": alpha,
-            "device": device,
+            "device": str(device),
             "torch_threads": torch.get_num_threads(),
         },
         "models": {},
