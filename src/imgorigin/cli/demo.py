@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from imgorigin.cli.common import DeviceOpt, progress_enabled
+from imgorigin.cli.options import open_unit_interval
 from imgorigin.runtime import resolve_device
 
 #: Models the demo verifies against, and the sources of its images (real + zoo samples).
@@ -21,7 +22,9 @@ def demo(
         "imgorigin-demo"
     ),
     per_source: Annotated[int, typer.Option(help="Images per source.")] = 4,
-    alpha: Annotated[float, typer.Option(help="Significance level of the decisions.")] = 0.05,
+    alpha: Annotated[
+        float, typer.Option(callback=open_unit_interval, help="Significance level of the decisions.")
+    ] = 0.05,
     device: DeviceOpt = "auto",
 ) -> None:
     """Write a few real Fashion-MNIST test images and zoo samples as PNG files, verify them against zoo:dcgan
@@ -33,9 +36,7 @@ def demo(
     from imgorigin.images import save_png
     from imgorigin.records import RecordWriter
     from imgorigin.report import write_report
-    from imgorigin.verification.calibration import Calibration
-    from imgorigin.verification.sources import default_calibration
-    from imgorigin.verification.verifier import Verifier
+    from imgorigin.verification import Calibration, Verifier, default_calibration
     from imgorigin.zoo import data
 
     device = resolve_device(device)
