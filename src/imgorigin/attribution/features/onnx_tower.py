@@ -27,7 +27,7 @@ from imgorigin.attribution.features.base import Backbone, BackboneError, to_rgb_
 BLOCK_NODE = re.compile(r"(?:^|/)(?:layers?|blocks?)\.(\d+)/Add_1$")
 MEAN_SUFFIX = ".mean"
 PROCESSOR_FILE = "preprocessor_config.json"
-#: Pillow resampling codes (as in Hugging Face processor files) -> torch interpolation modes.
+#: Pillow resampling codes (as in Hugging Face processor files) -> torch modes; others (Lanczos) read as bicubic.
 PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 INSTALL_HINT = 'pip install "imgorigin[clip]"'
 
