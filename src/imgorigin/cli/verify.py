@@ -9,8 +9,11 @@ import typer
 
 from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
 from imgorigin.cli.options import open_unit_interval, settings_options
+from imgorigin.images import find_images
+from imgorigin.records import RecordWriter, read_records
 from imgorigin.runtime import default_cache_dir, resolve_device
-from imgorigin.verification import InversionConfig
+from imgorigin.verification import Calibration, InversionConfig, Verifier, default_calibration, load_generator
+from imgorigin.verification import calibrate as run_calibration
 
 MODEL_HELP = (
     "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
@@ -55,9 +58,6 @@ def calibrate(
 
     The inversion settings are stored in the file and reused by `verify`, so scores stay comparable.
     """
-    from imgorigin.verification import calibrate as run_calibration
-    from imgorigin.verification import load_generator
-
     generator = load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
     calibration = run_calibration(
         generator,
@@ -124,10 +124,6 @@ def verify(
 
     Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error").
     """
-    from imgorigin.images import find_images
-    from imgorigin.records import RecordWriter
-    from imgorigin.verification import Calibration, Verifier, default_calibration, load_generator
-
     generator = load_generator(model, device=resolve_device(device))
     cal = Calibration.load(calibration or default_calibration(model))
     verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
@@ -150,7 +146,6 @@ def verify(
             writer.write(record)
             records.append(record)
     if report is not None:
-        from imgorigin.records import read_records
         from imgorigin.report import write_report
 
         write_report(report, [(generator.id, cal, read_records(output) if output else records)], alpha)

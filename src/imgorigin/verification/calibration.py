@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from imgorigin import __version__
 from imgorigin.errors import ImgoriginError
@@ -175,6 +174,8 @@ def conformal_p_value(score: float, calibration: np.ndarray) -> float:
 
 def grubbs_critical_value(n: int, alpha: float) -> float:
     """One-sided Grubbs critical value for the largest of ``n`` values at significance α."""
+    from scipy import stats  # here, not at import: scipy.stats costs ~0.6 s at every CLI start
+
     t = stats.t.ppf(1 - alpha / n, n - 2)
     return (n - 1) / math.sqrt(n) * math.sqrt(t * t / (n - 2 + t * t))
 
@@ -197,5 +198,7 @@ def grubbs_test(value: float, sample: np.ndarray, alpha: float) -> tuple[float, 
     if denom <= 0:  # G at its attainable maximum: as extreme as the augmented sample allows
         return 0.0, True
     t = math.sqrt(n * (n - 2) * g * g / denom)
+    from scipy import stats
+
     p = min(1.0, n * float(stats.t.sf(t, n - 2)))
     return p, bool(g > grubbs_critical_value(n, alpha))
