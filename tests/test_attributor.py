@@ -16,6 +16,7 @@ from imgorigin.attribution.features import BackboneError, create_backbone
 from imgorigin.attribution.openset import ClassifierError, LinearProbe, OpenSetClassifier
 from imgorigin.cli import app
 from imgorigin.errors import UsageError
+from imgorigin.records import read_records
 from test_cli_attribute import make_folders
 
 FIT = {"backbone": "spectrum", "layer": "radial", "rejection": "mahalanobis", "device": "cpu"}
@@ -71,7 +72,7 @@ def test_saved_from_python_attributes_through_the_cli(fitted, data, tmp_path):
         "attribute", data / "py-clf", data / "test", "-o", out, "--cache-dir", data / "cache", "--device", "cpu"
     )
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out)
     assert len(records) == 12 and all(list(r) == RECORD_FIELDS for r in records)
     library = list(fitted.attribute_paths([data / "test"]))
     assert [(r["path"], r["label"]) for r in records] == [(r["path"], r["label"]) for r in library]
@@ -87,7 +88,7 @@ def test_cli_fit_loads_in_python_with_the_same_labels(data, tmp_path):
     assert listed.exit_code == 0, listed.output
     loaded = Attributor.load(clf_dir, cache_dir=data / "cache", device="cpu")
     assert loaded.spec.id == "spectrum-v1" and loaded.classifier.training_.train_counts["real"] == 10
-    cli_labels = [(r["path"], r["label"]) for r in map(json.loads, out.read_text().splitlines())]
+    cli_labels = [(r["path"], r["label"]) for r in read_records(out)]
     assert cli_labels == [(r["path"], r["label"]) for r in loaded.attribute_paths([data / "test"])]
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from imgorigin.cli import app
 from imgorigin.images import save_png
+from imgorigin.records import read_records
 
 SIZE = 32
 
@@ -108,7 +109,7 @@ def test_attribute_records_resume_and_errors(fitted, data, tmp_path):
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 1  # one unreadable image
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out)
     assert len(records) == 18 + 6 + 1
     good = [r for r in records if "error" not in r]
     assert {"path", "sha256", "label", "known", "confidence", "scores"} <= set(good[0])
@@ -121,8 +122,8 @@ def test_attribute_records_resume_and_errors(fitted, data, tmp_path):
     assert [r for r in records if "error" in r] == [{"path": str(broken), "error": records[-1]["error"]}]
 
     again = runner.invoke(app, args)  # resumed: only the failed image is tried again
-    assert again.exit_code == 1 and "resuming: 24 of 25 images already answered" in again.stderr
-    latest = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert again.exit_code == 1 and "24 of 25 images already answered" in again.stderr
+    latest = {r["path"]: r for r in read_records(out)}
     assert len(latest) == 25 and "error" in latest[str(broken)]
 
     to_stdout = runner.invoke(

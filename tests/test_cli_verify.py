@@ -170,7 +170,8 @@ def test_verify_separates_members_records_errors_and_resumes(setup):
         assert key in first
     # a second run resumes: answered images are skipped, the unreadable one is retried
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 1 and "resuming: 24 of 25" in again.output and "1 records, 1 unreadable" in again.output
+    assert again.exit_code == 1 and "24 of 25 images already answered" in again.output
+    assert "25 images: 0 scored, 1 unreadable, 0 skipped, 24 already answered" in again.output
     latest = read_records(out)
     assert len(latest) == 25 and [r["path"] for r in latest if "error" in r] == [errors[0]["path"]]
 

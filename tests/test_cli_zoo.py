@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 from imgorigin import zoo
 from imgorigin.cli import app
 from imgorigin.images import load_image, quantize_8bit, save_png
+from imgorigin.records import read_records
 from imgorigin.runtime import sha256_file
 from imgorigin.verification.calibration import Calibration
 from imgorigin.zoo import calibrations
@@ -61,7 +61,7 @@ def test_verify_zoo_model_with_shipped_calibration(tmp_path):
         ["verify", "zoo:dcgan", str(tmp_path / "own"), "--output", str(out), "--cache-dir", str(tmp_path / "cache")],
     )
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out)
     assert len(records) == 2 and all(r["model"] == "zoo:dcgan" for r in records)
     assert sum(r["verdict"] == "member" for r in records) >= 1
 
@@ -72,7 +72,7 @@ def test_demo_prints_a_table_and_writes_a_report(tmp_path):
     assert "true source" in result.output and "zoo:dcgan" in result.output
     page = (tmp_path / "report.html").read_text()
     assert page.count("<h2>") == 2 and "at most 5% of the model&#x27;s own images" in page
-    records = [json.loads(line) for line in (tmp_path / "results_dcgan.jsonl").read_text().splitlines()]
+    records = read_records(tmp_path / "results_dcgan.jsonl")
     by_source = {r["path"].split("/")[-1].rsplit("_", 1)[0]: r for r in records}
     assert by_source["dcgan"]["verdict"] == "member"
     assert by_source["real"]["verdict"] == "non-member"

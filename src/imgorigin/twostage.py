@@ -181,6 +181,18 @@ class TwoStageAttributor:
             "bound": self.bindings.models(),
         }
 
+    def identity(self) -> dict:
+        """The attributor's run identity plus the two-stage settings and each bound model's own identity."""
+        self.load_verifiers()
+        return {
+            **self.attributor.identity(),
+            "task": "attribute-two-stage",
+            "alpha": self.alpha,
+            "top_k": self.top_k,
+            "min_probability": self.min_probability,
+            "bound": {label: self.verifier(label).identity() for label in sorted(self.bindings)},
+        }
+
     def verifier(self, label: str) -> Verifier:
         """The loaded generator and calibration of a bound class (loaded once)."""
         if label not in self._verifiers:
@@ -208,15 +220,19 @@ class TwoStageAttributor:
         ]
 
     def attribute_paths(self, paths: Sequence[str | os.PathLike[str]], *, progress: bool = False) -> Iterator[dict]:
-        """Self-contained two-stage records for files and folders (features by the attributor's backbone), in
-        input order; unreadable files yield ``{"path", "error"}``."""
-        return self.attributor.decide_paths(
-            paths, lambda x, found: self.attribute(x, found, progress), progress=progress
-        )
+        """Self-contained two-stage records for files and folders (features by the attributor's backbone), each
+        as soon as it is decided; unreadable files yield ``{"path", "error"}``, skipped ones ``{"path", "skipped"}``."""
+        return self.attributor.decide_paths(paths, lambda x, found: self.decided(x, found, progress), progress=progress)
 
     def attribute(self, features: np.ndarray, paths: Sequence[str], progress: bool = False) -> list[dict]:
-        """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images;
-        an image that verification cannot read gives ``{"path", "error"}``."""
+        """Two-stage records (feature evidence, per-candidate verification, decision) for embedded images, in
+        input order; an image that verification cannot read gives ``{"path", "error"}``."""
+        by_path = {record["path"]: record for record in self.decided(features, paths, progress)}
+        return [by_path[path] for path in paths]
+
+    def decided(self, features: np.ndarray, paths: Sequence[str], progress: bool = False) -> Iterator[dict]:
+        """The records of :meth:`attribute` in the order images are decided: an image is final once a candidate
+        accepts it or its last candidate has been verified, so a long run writes records as it goes."""
         clf = self.classifier
         probabilities = clf.predict_proba(features)
         feature_labels = clf.predict(features)
@@ -225,31 +241,10 @@ class TwoStageAttributor:
         candidates = self.candidates(probabilities)
         evidence: list[dict[str, dict]] = [{} for _ in paths]
         accepted: list[str | None] = [None] * len(paths)
-        errors: dict[int, str] = {}
-        for round_ in range(max((len(c) for c in candidates), default=0)):
-            by_label: dict[str, list[int]] = {}
-            for i, cands in enumerate(candidates):
-                if accepted[i] is None and i not in errors and round_ < len(cands):
-                    by_label.setdefault(cands[round_], []).append(i)
-            for label, rows in by_label.items():
-                row_of = {paths[i]: i for i in rows}
-                for result in self.verifier(label).verify_paths([paths[i] for i in rows], progress=progress):
-                    i = row_of[result["path"]]
-                    if "error" in result:
-                        errors[i] = result["error"]
-                        continue
-                    evidence[i][label] = {
-                        "score": result["score"],
-                        "p_value": result["p_value"],
-                        "p_value_real": result["p_value_real"],
-                        "verdict": result["verdict"],
-                    }
-                    if result["verdict"] == MEMBER:
-                        accepted[i] = label
-        return [
-            {"path": paths[i], "error": errors[i]}
-            if i in errors
-            else self._record(
+        unreadable: set[int] = set()
+
+        def final(i: int) -> dict:
+            return self._record(
                 paths[i],
                 probabilities[i],
                 str(feature_labels[i]),
@@ -259,8 +254,31 @@ class TwoStageAttributor:
                 evidence[i],
                 accepted[i],
             )
-            for i in range(len(paths))
-        ]
+
+        yield from (final(i) for i, cands in enumerate(candidates) if not cands)
+        for round_ in range(max((len(c) for c in candidates), default=0)):
+            by_label: dict[str, list[int]] = {}
+            for i, cands in enumerate(candidates):
+                if accepted[i] is None and i not in unreadable and round_ < len(cands):
+                    by_label.setdefault(cands[round_], []).append(i)
+            for label, rows in by_label.items():
+                row_of = {paths[i]: i for i in rows}
+                for result in self.verifier(label).verify_paths([paths[i] for i in rows], progress=progress):
+                    i = row_of[result["path"]]
+                    if "score" not in result:  # unreadable (or refused) by verification: no verdict for it
+                        unreadable.add(i)
+                        yield {"path": paths[i], "error": result.get("error") or result.get("skipped")}
+                        continue
+                    evidence[i][label] = {
+                        "score": result["score"],
+                        "p_value": result["p_value"],
+                        "p_value_real": result["p_value_real"],
+                        "verdict": result["verdict"],
+                    }
+                    if result["verdict"] == MEMBER:
+                        accepted[i] = label
+                    if accepted[i] is not None or round_ == len(candidates[i]) - 1:
+                        yield final(i)
 
     def _record(
         self,

@@ -9,25 +9,27 @@ refuses other weights.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from imgorigin import __version__
 from imgorigin.attribution.features import DEFAULT_BACKBONE, Backbone, BackboneError, create_backbone, embed_paths
 from imgorigin.attribution.features.cache import Embedded
 from imgorigin.attribution.openset import CLASSIFIERS, OpenSetClassifier
 from imgorigin.attribution.spec import BackboneSpec
 from imgorigin.errors import UsageError
-from imgorigin.images import find_images
+from imgorigin.images import find_images, scan_inputs
 from imgorigin.labels import UNKNOWN
 from imgorigin.runtime import resolve_device, sha256_file
 
 #: Images embedded and decided per chunk by ``attribute_paths``: records stream out, memory stays bounded.
-CHUNK = 1024
-#: Decision records of embedded images, one per path: ``decide(features [N, D], paths)``.
-Decide = Callable[[np.ndarray, list[str]], list[dict]]
+CHUNK = 256
+#: Decision records of embedded images, one per path, in any order: ``decide(features [N, D], paths)``.
+Decide = Callable[[np.ndarray, list[str]], Iterable[dict]]
 
 
 def class_folders(root: str | os.PathLike[str]) -> dict[str, list[Path]]:
@@ -132,6 +134,18 @@ class Attributor:
         """Write the classifier with its backbone spec (classifier.json + weights.safetensors)."""
         self.classifier.save(path)
 
+    def identity(self) -> dict:
+        """What a run's labels depend on (classifier, threshold, features, version): a results file records it, so
+        that resuming it with another classifier or threshold is refused instead of mixing runs."""
+        return {
+            "task": "attribute",
+            "classifier": self.classifier.digest(),
+            "threshold": self.classifier.threshold_,
+            "backbone": self.spec.id,
+            "layer": self.spec.layer,
+            "version": __version__,
+        }
+
     @property
     def spec(self) -> BackboneSpec:
         """Which features the classifier takes."""
@@ -177,16 +191,22 @@ class Attributor:
     def decide_paths(
         self, paths: Sequence[str | os.PathLike[str]], decide: Decide, *, progress: bool = False
     ) -> Iterator[dict]:
-        """Embed files chunk by chunk and yield ``decide``'s records stamped with the image's sha256 and the
-        features' backbone and layer; unreadable files (and error records from ``decide``) as errors."""
-        files = [os.fspath(p) for p in find_images(paths)]
+        """Embed files chunk by chunk and yield ``decide``'s records (as it yields them) stamped with the image's
+        sha256 and the features' backbone and layer; inputs left out yield ``{"path", "skipped"}``, unreadable
+        files ``{"path", "error"}``."""
+        images, skipped = scan_inputs(paths)
+        yield from skipped
+        files = [os.fspath(p) for p in images]
         for start in range(0, len(files), CHUNK):
             part = files[start : start + CHUNK]
             embedded = self.embed(part, progress=progress)
-            decided = {r["path"]: r for r in decide(embedded.features, embedded.paths)} if embedded.paths else {}
-            errors = dict(embedded.errors)
-            for path in part:
-                yield {"path": path, "error": errors[path]} if path in errors else self._stamped(decided[path])
+            position = {path: i for i, path in enumerate(part)}
+            errors = deque(sorted(embedded.errors, key=lambda error: position[error[0]]))
+            for record in decide(embedded.features, embedded.paths) if embedded.paths else ():
+                while errors and position[errors[0][0]] < position[record["path"]]:  # keep input order where
+                    yield dict(zip(("path", "error"), errors.popleft(), strict=True))  # decide keeps it
+                yield self._stamped(record)
+            yield from (dict(zip(("path", "error"), error, strict=True)) for error in errors)
 
     def _stamped(self, record: dict) -> dict:
         """A record with its image's sha256 and the features it was attributed from (error records unchanged)."""

@@ -33,6 +33,7 @@ are (a :class:`~imgorigin.attribution.spec.BackboneSpec`) and what the classifie
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -439,16 +440,29 @@ class OpenSetClassifier(ABC):
         return float(np.mean(self.predict(X) == truth))
 
     # --- persistence -----------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``classifier.json`` (settings, classes, threshold, backbone, training) and ``weights.safetensors``."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+    def _arrays(self) -> Arrays:
+        """Every fitted array, by its name in ``weights.safetensors``."""
         arrays = {f"model.{k}": v for k, v in self.state_[0].items()}
         arrays |= {f"rejection.{k}": v for k, v in self.state_[1].items()}
         if self.validation_scores_ is not None:
             arrays["validation_scores"] = self.validation_scores_
             arrays["validation_labels"] = self.validation_labels_
-        save_file(arrays, str(folder / "weights.safetensors"))
+        return arrays
+
+    def digest(self) -> str:
+        """sha256 of what the decisions depend on (kind, rejection, classes, threshold, fitted arrays)."""
+        settings = [self.kind, self.rejection, self.classes_.tolist(), self.threshold_]
+        digest = hashlib.sha256(json.dumps(settings).encode())
+        for name, array in sorted(self._arrays().items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``classifier.json`` (settings, classes, threshold, backbone, training) and ``weights.safetensors``."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self._arrays(), str(folder / "weights.safetensors"))
         info = {
             "format": FORMAT,
             "kind": self.kind,

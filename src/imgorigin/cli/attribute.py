@@ -5,7 +5,7 @@ Also the options and loaders that ``evaluate`` and ``bench attribute`` share wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from imgorigin.cli.bind import BIND_HELP
-from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled
 from imgorigin.runtime import default_cache_dir
 
 if TYPE_CHECKING:
@@ -238,9 +238,11 @@ def attribute(
         typer.Option(
             "--output",
             "-o",
-            help="JSON-lines file (default: stdout). An existing file is resumed: answered paths are skipped.",
+            help="JSON-lines file (default: stdout). An existing file of the same run (classifier, threshold, "
+            "two-stage settings) is resumed: answered images are skipped; another run's file is refused.",
         ),
     ] = None,
+    restart: RestartOpt = False,
     threshold: ThresholdOpt = None,
     confirm: ConfirmOpt = False,
     top_k: TopKOpt = None,
@@ -260,8 +262,7 @@ def attribute(
     verification (p-values per verified class). Exit status 1 when some images could not be read (their
     records hold "error").
     """
-    from imgorigin.images import find_images
-    from imgorigin.records import RecordWriter
+    from imgorigin.batch import run_batch
 
     attributor = load_attributor(classifier_dir, threshold, backbone, batch_size, cache_dir, device)
     source = (
@@ -269,17 +270,16 @@ def attribute(
         if confirm
         else attributor
     )
-    found = find_images(paths)
-    with RecordWriter(output) as writer:
-        todo = [p for p in found if str(p) not in writer.done]
-        if len(todo) < len(found):
-            typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
-        for record in source.attribute_paths(todo, progress=progress_enabled()):
+
+    def decide(files: list[Path]) -> Iterator[dict]:
+        for record in source.attribute_paths(files, progress=progress_enabled()):
             if "error" in record:
                 warn_skipped([(record["path"], record["error"])])
-            writer.write(record)
-    typer.echo(f"{writer.written} records, {writer.errors} unreadable images", err=True)
-    raise typer.Exit(1 if writer.errors else 0)
+            yield record
+
+    summary = run_batch(paths, decide, output=output, identity=source.identity(), restart=restart, log=echo)
+    echo(summary.line())
+    raise typer.Exit(summary.exit_code)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

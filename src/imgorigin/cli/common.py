@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, NoReturn
 
 import typer
 
+from imgorigin import __version__
 from imgorigin.errors import UsageError
 
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")]
+
+
+RestartOpt = Annotated[
+    bool,
+    typer.Option("--restart", help="Start --output anew (its records are discarded) instead of resuming it."),
+]
+
+
+def echo(message: str) -> None:
+    """A progress or summary line on stderr (stdout carries only records)."""
+    typer.echo(message, err=True)
+
+
+def run_context(**fields: str) -> dict[str, str]:
+    """What a report records about the run that made it: the command line, the date, the version and ``fields``."""
+    return {
+        "command": shlex.join(["imgorigin", *sys.argv[1:]]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "imgorigin": __version__,
+        **fields,
+    }
 
 
 def progress_enabled() -> bool:

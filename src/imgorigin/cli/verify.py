@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from imgorigin.cli.common import DeviceOpt, fail, progress_enabled
+from imgorigin.batch import run_batch
+from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled, run_context
 from imgorigin.cli.options import open_unit_interval, settings_options
-from imgorigin.images import find_images
-from imgorigin.records import RecordWriter, read_records
+from imgorigin.records import read_records
 from imgorigin.runtime import default_cache_dir, resolve_device
 from imgorigin.verification import Calibration, InversionConfig, Verifier, default_calibration, load_generator
 from imgorigin.verification import calibrate as run_calibration
@@ -109,10 +110,11 @@ def verify(
         typer.Option(
             "--output",
             "-o",
-            help="JSON-lines file (default: stdout). An existing file is resumed: answered paths are skipped.",
+            help="JSON-lines file (default: stdout). An existing file of the same run (model, calibration, alpha) "
+            "is resumed: answered images are skipped; another run's file is refused.",
         ),
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Skip paths already answered in --output.")] = True,
+    restart: RestartOpt = False,
     report: Annotated[
         Path | None,
         typer.Option(help="Also write an HTML report (operating point, score plot, one row per image) to this file."),
@@ -122,36 +124,39 @@ def verify(
 ) -> None:
     """Decide for each image whether MODEL generated it; one JSON record per image.
 
-    Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error").
+    Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error"),
+    2 for a usage or configuration error. Files left out of folders get a "skipped" record.
     """
     generator = load_generator(model, device=resolve_device(device))
-    cal = Calibration.load(calibration or default_calibration(model))
+    calibration_file = calibration or default_calibration(model)
+    cal = Calibration.load(calibration_file)
     verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
-    found = find_images(paths)
     if reference_real:
         n = verifier.add_reference_real(reference_real, progress=progress_enabled())
-        typer.echo(f"scored {n} reference real images", err=True)
+        echo(f"scored {n} reference real images")
         if 1 / (n + 1) > alpha:
-            typer.echo(
+            echo(
                 f"warning: with {n} reference images no image can be told apart from real ones at "
-                f"alpha={alpha}; give at least {int(1 / alpha)}",
-                err=True,
+                f"alpha={alpha}; give at least {int(1 / alpha)}"
             )
-    records = []
-    with RecordWriter(output, resume=resume) as writer:
-        todo = [p for p in found if str(p) not in writer.done]
-        if len(todo) < len(found):
-            typer.echo(f"resuming: {len(found) - len(todo)} of {len(found)} images already answered", err=True)
-        for record in verifier.verify_paths(todo, progress=progress_enabled()):
-            writer.write(record)
-            records.append(record)
+    streamed: list[dict] = []  # the report's records when they go to stdout and cannot be read back
+
+    def decide(files: list[Path]) -> Iterator[dict]:
+        for record in verifier.verify_paths(files, progress=progress_enabled()):
+            if output is None and report is not None:
+                streamed.append(record)
+            yield record
+
+    summary = run_batch(paths, decide, output=output, identity=verifier.identity(), restart=restart, log=echo)
     if report is not None:
         from imgorigin.report import write_report
 
-        write_report(report, [(generator.id, cal, read_records(output) if output else records)], alpha)
-        typer.echo(f"report: {report}", err=True)
-    typer.echo(f"{writer.written} records, {writer.errors} unreadable images", err=True)
-    raise typer.Exit(1 if writer.errors else 0)
+        context = run_context(model=generator.id, calibration=f"{calibration_file} (sha256 {cal.digest()[:16]})")
+        records = read_records(output) if output else streamed
+        write_report(report, [(generator.id, cal, records)], alpha, context=context)
+        echo(f"report: {report}")
+    echo(summary.line())
+    raise typer.Exit(summary.exit_code)
 
 
 def bench_verify(

@@ -20,6 +20,7 @@ residual stopped at 1.05e-6 were rejected against calibration scores that stoppe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -130,6 +131,19 @@ class Calibration:
             "version": self.version,
             "created": self.created,
         }
+
+    def digest(self) -> str:
+        """sha256 of what decisions depend on (model, inversion settings, own and reference scores), so a run
+        records exactly which calibration decided it; the creation time and file paths do not count."""
+        data = self.to_dict()
+        reference = data["reference_real"]
+        kept = {
+            "model": data["model"],
+            "inversion": data["inversion"],
+            "scores": data["scores"],
+            "reference_scores": None if reference is None else reference["scores"],
+        }
+        return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
         """Write the calibration as JSON (never pickle) and return the path."""

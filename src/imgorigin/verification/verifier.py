@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from imgorigin import __version__
-from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit
+from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit, scan_inputs
 from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
 from imgorigin.verification.calibration import Calibration
 from imgorigin.verification.generators.base import Generator
@@ -283,20 +283,41 @@ class Verifier:
         record["cached"] = scored.cached
         return record
 
+    def identity(self) -> dict:
+        """What a run's verdicts depend on (model, weights, calibration, α, method, version): a results file records
+        it, so that resuming it with another model, calibration or α is refused instead of mixing runs."""
+        return {
+            "task": "verify",
+            "model": self.generator.id,
+            "weight_hash": self._weight_hash,
+            "calibration": self.calibration.digest(),
+            "alpha": self.alpha,
+            "method": METHOD,
+            "version": __version__,
+        }
+
     def verify_paths(self, paths: Sequence[str | Path], *, progress: bool = False) -> Iterator[dict]:
-        """Records for image files, in completion order; unreadable files yield ``{"path", "error"}``."""
+        """Records for image files and folders (searched recursively), in completion order. Inputs left out
+        yield ``{"path", "skipped", "detail"}``; unreadable files, or a score that is not a number,
+        ``{"path", "error"}``."""
+        files, skipped = scan_inputs(paths)
+        yield from skipped
         errors: list[dict] = []
         for scored in score_paths(
             self.generator,
             self.calibration.inversion,
-            list(map(str, paths)),
+            list(map(str, files)),
             cache=self.cache,
             progress=progress,
             on_error=lambda p, m: errors.append({"path": p, "error": f"{p}: {m}"}),
         ):
             yield from errors
             errors.clear()
-            yield self.record(scored)
+            if math.isfinite(scored.score):
+                yield self.record(scored)
+            else:
+                path = scored.image.path
+                yield {"path": path, "error": f"{path}: the model's reconstruction distance is {scored.score}"}
         yield from errors
 
     def verify_tensors(self, images: torch.Tensor) -> list[dict]:
