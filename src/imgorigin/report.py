@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +51,7 @@ def score_plot(calibration: Calibration, records: Sequence[dict], alpha: float, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [r for r in records if "score" in r]
+    scored = [r for r in records if "verdict" in r and _number(r.get("score"), "g")[1]]
     values = np.array([r["score"] for r in scored] + calibration.scores.tolist())
     bins = np.logspace(np.log10(max(values.min(), 1e-12)), np.log10(values.max() * 1.01), 40)
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -95,6 +98,158 @@ def operating_point(calibration: Calibration, alpha: float) -> str:
     return text
 
 
+VERDICTS = ("member", "non-member", "inconclusive", "error", "skipped")
+
+STYLE = """
+body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}
+table{border-collapse:collapse}
+td,th{padding:2px 8px;border-bottom:1px solid #ddd;font-size:13px;text-align:left;vertical-align:top}
+table.records{table-layout:fixed;width:100%}
+table.records td,table.context td,.folder{overflow-wrap:anywhere;word-break:break-word}
+table.context{table-layout:fixed;width:100%;margin-bottom:1em}
+table.context th{width:11em;color:#555;font-weight:normal}
+th button{font:inherit;font-weight:bold;border:0;background:none;padding:0;cursor:pointer}
+th[data-key]:not([aria-sort]) button::after{content:" \\21C5";color:#aaa}
+th[aria-sort=ascending] button::after{content:" \\25B2"}
+th[aria-sort=descending] button::after{content:" \\25BC"}
+.filters label{margin-right:1em;font-size:13px}
+.member{color:green}.non-member{color:#1f5fa8}.inconclusive{color:#c60}.error{color:#b00}.skipped{color:#777}
+"""
+
+# Sorting (click a column header; again to reverse) and filtering by verdict, per section; no external files.
+SCRIPT = """
+document.querySelectorAll("section.model").forEach(function (section) {
+  var table = section.querySelector("table.records"), body = table.tBodies[0];
+  var rank = {"member": 0, "non-member": 1, "inconclusive": 2, "error": 3, "skipped": 4};
+  function key(row, name) {
+    var v = row.dataset[name];
+    if (name === "verdict") return rank[v];
+    if (name === "path") return v;
+    return v === "" ? null : parseFloat(v);
+  }
+  table.querySelectorAll("th[data-key] button").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var th = button.parentNode, name = th.dataset.key;
+      var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+      table.querySelectorAll("th[data-key]").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a, name), y = key(b, name), order = a.dataset.i - b.dataset.i;
+        if (x === null || y === null) return (x === null) - (y === null) || order;  /* no number: last */
+        var c = name === "path" ? x.localeCompare(y, undefined, {numeric: true}) : (x > y) - (x < y);
+        return c * dir || order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+  section.querySelectorAll(".filters input").forEach(function (box) {
+    box.addEventListener("change", function () {
+      Array.prototype.forEach.call(body.rows, function (row) {
+        if (row.dataset.verdict === box.value) row.hidden = !box.checked;
+      });
+    });
+  });
+});
+"""
+
+
+def default_context() -> dict[str, str]:
+    """What every report records about its making: the date (local time, with its UTC offset) and the version."""
+    from imgorigin import __version__
+
+    return {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "imgorigin version": __version__}
+
+
+def _number(value, spec: str) -> tuple[str, str]:
+    """(shown text, sort key) of a number in a record; a missing or non-finite one is shown as a dash, sorts last."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "–", ""
+    return format(value, spec), repr(float(value))
+
+
+def _verdict(record: dict) -> str:
+    if "error" in record:
+        return "error"
+    if "skipped" in record:
+        return "skipped"
+    return str(record.get("verdict", "error"))
+
+
+def common_folder(paths: Sequence[str]) -> str:
+    """The deepest folder holding every path ('' when there is none: bare names, or absolute and relative mixed)."""
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.normpath(p)) for p in paths]) if paths else ""
+    except ValueError:
+        return ""
+
+
+def _shown_path(path: str, folder: str) -> str:
+    return os.path.relpath(os.path.normpath(path), folder) if folder else path
+
+
+def _context_table(context: Mapping[str, str] | None) -> str:
+    """The table at the top: what produced the report (the date and the version unless the context gives them)."""
+    entries = {**default_context(), **(context or {})}
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in entries.items())
+    return f'<table class="context"><caption hidden>What produced this report</caption>{rows}</table>'
+
+
+def _records_table(records: Sequence[dict], labels: dict[str, str] | None) -> list[str]:
+    """A section's table: results first (in the order given), then errors, then skipped inputs."""
+    folder = common_folder([str(r["path"]) for r in records])
+    widths = ["64px", None] + (["90px"] if labels else []) + ["105px", "80px", "90px", "80px", "65px", "170px"]
+    columns = "".join(f'<col style="width:{w}">' if w else "<col>" for w in widths)
+
+    def sortable(key: str, text: str) -> str:
+        return f'<th data-key="{key}"><button type="button" title="sort by {text}">{text}</button></th>'
+
+    parts = [
+        f'<p class="folder">Paths are relative to <code>{html.escape(folder)}</code></p>' if folder else "",
+        '<table class="records"><colgroup>'
+        + columns
+        + "</colgroup><thead><tr><th></th>"
+        + sortable("path", "image")
+        + ("<th>source</th>" if labels else "")
+        + sortable("verdict", "verdict")
+        + sortable("score", "score")
+        + sortable("p", "p-value")
+        + "<th>p (Grubbs)</th><th>p (real)</th><th>reasons</th></tr></thead><tbody>",
+    ]
+    rank = {"error": 1, "skipped": 2}
+    ordered = sorted(records, key=lambda r: rank.get(_verdict(r), 0))  # stable: results keep their order
+    for i, r in enumerate(ordered):
+        full, verdict = str(r["path"]), _verdict(r)
+        shown = _shown_path(full, folder)
+        score, score_key = _number(r.get("score"), ".3g")
+        p_value, p_key = _number(r.get("p_value"), ".3f")
+        attributes = (
+            f'data-i="{i}" data-path="{html.escape(shown)}" data-verdict="{html.escape(verdict)}" '
+            f'data-score="{score_key}" data-p="{p_key}"'
+        )
+        name = f'<td title="{html.escape(full)}">{html.escape(shown)}</td>'
+        source = f"<td>{html.escape(labels.get(full, ''))}</td>" if labels else ""
+        if verdict in ("error", "skipped"):
+            detail = r["error"] if verdict == "error" else f"{r['skipped']}: {r.get('detail', '')}"
+            parts.append(
+                f'<tr {attributes}><td></td>{name}{source}<td class="{verdict}">{verdict}</td>'
+                f'<td colspan="5" class="{verdict}">{html.escape(str(detail))}</td></tr>'
+            )
+            continue
+        thumbnail = _thumbnail(full)
+        image = f'<img src="{thumbnail}" alt="">' if thumbnail else ""
+        grubbs = _number(r.get("p_value_grubbs"), ".3g")[0]
+        p_real = _number(r.get("p_value_real"), ".3f")[0]
+        reasons = html.escape(", ".join(map(str, r.get("reasons", ()))))
+        parts.append(
+            f"<tr {attributes}><td>{image}</td>{name}{source}"
+            f'<td class="{html.escape(verdict)}">{html.escape(verdict)}</td><td>{score}</td>'
+            f"<td>{p_value}</td><td>{grubbs}</td><td>{p_real}</td><td>{reasons}</td></tr>"
+        )
+    parts.append("</tbody></table>")
+    return parts
+
+
 def write_report(
     path: str | Path,
     sections: Sequence[tuple[str, Calibration, Sequence[dict]]],
@@ -102,49 +257,45 @@ def write_report(
     *,
     title: str = "imgorigin verification report",
     labels: dict[str, str] | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write one HTML file with a section per model: (model id, its calibration, its records)."""
+    """Write one self-contained HTML file with a section per model: (model id, its calibration, its records).
+
+    Records are results, errors ``{"path", "error"}`` or skipped inputs ``{"path", "skipped", "detail"}``; each
+    section lists them in a table (results first, then errors, then skips) with paths relative to the folder
+    holding them all (the full path shows on hover), which sorts by a click on a column header and filters by
+    verdict. ``context`` (e.g. command line, model, calibration file and digest) is shown as a table at the top,
+    after the date and the imgorigin version, which are filled in unless given (keys "date", "imgorigin version").
+    ``labels`` maps a record's path to a "source" column.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     parts = [
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}td,th{padding:2px 8px;"
-        "border-bottom:1px solid #ddd;font-size:13px}.member{color:green}.non-member{color:#1f5fa8}"
-        ".inconclusive{color:#c60}.error{color:#b00}</style>",
+        '<!doctype html><html lang="en"><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style>",
         f"<h1>{html.escape(title)}</h1>",
+        _context_table(context),
     ]
     for model, calibration, records in sections:
-        counts = {v: sum(r.get("verdict") == v for r in records) for v in ("member", "non-member", "inconclusive")}
-        errors = sum("error" in r for r in records)
+        counts = {v: sum(_verdict(r) == v for r in records) for v in VERDICTS}
+        filters = "".join(
+            f'<label class="{v}"><input type="checkbox" value="{v}" checked> {v} ({counts[v]})</label>'
+            for v in VERDICTS
+        )
         parts += [
-            f"<h2>{html.escape(model)}</h2>",
+            f'<section class="model"><h2>{html.escape(model)}</h2>',
             f"<p>{html.escape(operating_point(calibration, alpha))}</p>",
-            f"<p>{len(records)} images: {counts['member']} member, {counts['non-member']} non-member, "
-            f"{counts['inconclusive']} inconclusive, {errors} unreadable.</p>",
-            f"<img src='{score_plot(calibration, records, alpha, model)}'>",
-            "<table><tr><th></th><th>image</th>"
-            + ("<th>source</th>" if labels else "")
-            + "<th>verdict</th><th>score</th><th>p-value</th><th>p (Grubbs)</th><th>p (real)</th>"
-            "<th>reasons</th></tr>",
+            f"<p>{len(records)} files: {counts['member']} member, {counts['non-member']} non-member, "
+            f"{counts['inconclusive']} inconclusive, {counts['error']} unreadable, {counts['skipped']} skipped.</p>",
+            f'<img src="{score_plot(calibration, records, alpha, model)}" alt="score plot">',
+            f'<p class="filters">Show: {filters}</p>',
+            *_records_table(records, labels),
+            "</section>",
         ]
-        for r in records:
-            name = html.escape(Path(r["path"]).name)
-            source = f"<td>{html.escape(labels.get(r['path'], ''))}</td>" if labels else ""
-            if "error" in r:
-                parts.append(
-                    f"<tr><td></td><td>{name}</td>{source}<td class='error' colspan=6>"
-                    f"{html.escape(r['error'])}</td></tr>"
-                )
-                continue
-            p_real = "–" if r.get("p_value_real") is None else f"{r['p_value_real']:.3f}"
-            parts.append(
-                f"<tr><td><img src='{_thumbnail(r['path'])}'></td><td>{name}</td>{source}"
-                f"<td class='{r['verdict']}'>{r['verdict']}</td><td>{r['score']:.3g}</td>"
-                f"<td>{r['p_value']:.3f}</td><td>{r['p_value_grubbs']:.3g}</td><td>{p_real}</td>"
-                f"<td>{html.escape(', '.join(r['reasons']))}</td></tr>"
-            )
-        parts.append("</table>")
-    path.write_text("\n".join(parts))
+    parts.append(f"<script>{SCRIPT}</script></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
     return path
 
 
