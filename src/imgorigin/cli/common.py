@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import shlex
 import sys
-from datetime import UTC, datetime
 from typing import Annotated, NoReturn
 
 import typer
 
-from imgorigin import __version__
 from imgorigin.errors import UsageError
 
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")]
@@ -27,13 +25,9 @@ def echo(message: str) -> None:
 
 
 def run_context(**fields: str) -> dict[str, str]:
-    """What a report records about the run that made it: the command line, the date, the version and ``fields``."""
-    return {
-        "command": shlex.join(["imgorigin", *sys.argv[1:]]),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "imgorigin": __version__,
-        **fields,
-    }
+    """What a report records about the run that made it: the command line and ``fields`` (the report adds the date
+    and the version)."""
+    return {"command": shlex.join(["imgorigin", *sys.argv[1:]]), **fields}
 
 
 def progress_enabled() -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from imgorigin.cli.common import DeviceOpt, progress_enabled
+from imgorigin.cli.common import DeviceOpt, progress_enabled, run_context
 from imgorigin.cli.options import open_unit_interval
 from imgorigin.runtime import resolve_device
 
@@ -59,14 +59,17 @@ def demo(
         generator = zoo.load(model, device=device)
         calibration = Calibration.load(default_calibration(f"zoo:{model}"))
         verifier = Verifier(generator, calibration, alpha=alpha, cache_dir=None)
-        with RecordWriter(out / f"results_{model}.jsonl", resume=False) as writer:
+        with RecordWriter(out / f"results_{model}.jsonl", verifier.identity(), restart=True) as writer:
             records = []
             for record in verifier.verify_paths(paths, progress=progress_enabled()):
                 writer.write(record)
                 records.append(record)
         sections.append((f"zoo:{model}", calibration, records))
         verdicts[model] = {r["path"]: r for r in records}
-    report = write_report(out / "report.html", sections, alpha, title="imgorigin demo", labels=source_of)
+    context = run_context(models=", ".join(f"zoo:{m}" for m in DEMO_MODELS), calibrations="shipped with the zoo")
+    report = write_report(
+        out / "report.html", sections, alpha, title="imgorigin demo", labels=source_of, context=context
+    )
 
     table = Table(title=f"Did the model make this image? (α = {alpha})")
     table.add_column("image")
