@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,11 +24,13 @@ from safetensors.numpy import save_file
 from tqdm import tqdm
 
 from imgorigin.attribution.features.base import Backbone
-from imgorigin.images import load_images
+from imgorigin.images import LoadedImage, load_images
 from imgorigin.runtime import default_cache_dir, sha256_file
 
 FORMAT_VERSION = 1
 SHARD_ROWS = 4096
+#: Most decoded pixel bytes (float32) held for one forward batch: a few huge files cannot exhaust memory.
+BATCH_BYTES = 256 * 2**20
 
 
 class FeatureStore:
@@ -149,8 +151,7 @@ def _embed_missing(
     pending: dict[str, dict[str, np.ndarray]] = {name: {} for name in stores}  # new rows, not yet on disk
     show = sys.stderr.isatty() if progress is None else progress
     with tqdm(total=len(paths), desc=f"embedding ({backbone.name})", unit="img", disable=not show) as bar:
-        for start in range(0, len(paths), batch_size):
-            loaded, errors = load_images(paths[start : start + batch_size], channels=backbone.channels)
+        for loaded, errors in _batches(paths, backbone.channels, batch_size):
             failed.update(errors)
             features = backbone.embed_layers([image.tensor() for image in loaded], list(stores), batch_size)
             for row, image in enumerate(loaded):
@@ -163,6 +164,26 @@ def _embed_missing(
             bar.update(len(loaded) + len(errors))
     _flush(stores, pending)
     return failed
+
+
+def _batches(
+    paths: list[str], channels: int, batch_size: int
+) -> Iterator[tuple[list[LoadedImage], list[tuple[str, str]]]]:
+    """Decoded images in batches of at most ``batch_size`` files and ``BATCH_BYTES`` of pixels (whichever comes
+    first), with the files that could not be read: memory follows decoded size, not the number of files."""
+    loaded: list[LoadedImage] = []
+    errors: list[tuple[str, str]] = []
+    held = 0
+    for path in paths:
+        images, failed = load_images([path], channels=channels)
+        loaded += images
+        errors += failed
+        held += sum(image.pixels.nbytes for image in images)
+        if len(loaded) + len(errors) >= batch_size or held >= BATCH_BYTES:
+            yield loaded, errors
+            loaded, errors, held = [], [], 0
+    if loaded or errors:
+        yield loaded, errors
 
 
 def _flush(stores: dict[str, FeatureStore], pending: dict[str, dict[str, np.ndarray]]) -> None:
