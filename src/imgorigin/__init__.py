@@ -39,9 +39,11 @@ _EXPORTS = {
     "OpenSetClassifier": "imgorigin.attribution.openset",
     "Attributor": "imgorigin.attribution.attributor",
     "TwoStageAttributor": "imgorigin.twostage",
+    "Bindings": "imgorigin.twostage",
 }
 __all__ = [
     "Attributor",
+    "Bindings",
     "Calibration",
     "Generator",
     "ImageError",
@@ -64,7 +66,7 @@ if TYPE_CHECKING:
     from imgorigin.attribution.openset import OpenSetClassifier
     from imgorigin.errors import ImgoriginError, UsageError
     from imgorigin.images import ImageError
-    from imgorigin.twostage import TwoStageAttributor
+    from imgorigin.twostage import Bindings, TwoStageAttributor
     from imgorigin.verification.calibration import Calibration
     from imgorigin.verification.generators.base import Generator
     from imgorigin.verification.inversion import InversionConfig
