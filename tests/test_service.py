@@ -8,16 +8,17 @@ import json
 import logging
 import threading
 import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from fuzz_corpus import png_declaring
 from imgorigin.attribution.attributor import Attributor
 from imgorigin.cli import app as cli
 from imgorigin.images import save_png
@@ -29,9 +30,6 @@ from imgorigin.verification import load_generator
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.verification.verifier import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript
-
-fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
 
 FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=32, search_candidates=8, prune_after=0)
 KEY = "s3cret-key"
@@ -254,17 +252,6 @@ def test_attribute_records_equal_the_library_ones(client, world):
 
 
 # --- refusals -----------------------------------------------------------------------------------------------------
-def _bomb_png(width: int, height: int) -> bytes:
-    """A valid PNG header declaring width x height with a tiny, zero-filled compressed body."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    rows = zlib.compress(b"\0" * (width + 1) * 64, 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
-
-
 def malformed_corpus(member: bytes) -> dict[str, tuple[bytes, int, str | None]]:
     """name -> (bytes, expected status, expected error code or None when the image is answered)."""
     grey = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16))
@@ -278,7 +265,7 @@ def malformed_corpus(member: bytes) -> dict[str, tuple[bytes, int, str | None]]:
         "header-flip.png": (b"\x88" + member[1:], 415, "unsupported_format"),
         "text.png": (b"GIF89a is not what this is" * 10, 415, "unsupported_format"),
         "real.gif": (_image_bytes(grey.convert("P"), "GIF"), 415, "unsupported_format"),
-        "bomb.png": (_bomb_png(30000, 30000), 422, "too_many_pixels"),
+        "bomb.png": (png_declaring(30000, 30000, colour_type=0), 422, "too_many_pixels"),
         "big-pixels.png": (_image_bytes(Image.new("L", (300, 300)), "PNG"), 422, "too_many_pixels"),
         "oversize.bmp": (_image_bytes(Image.new("RGB", (150, 150)), "BMP"), 413, "file_too_large"),
         "png-named.jpg": (member, 200, None),

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 
@@ -20,9 +21,6 @@ from imgorigin.verification import Calibration, Verifier, load_generator
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.verification.verifier import calibrate
 from tiny_models import TinyGenerator, real_like, save_torchscript
-
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("uvicorn")
 
 #: Adam alone for a fixed 400 steps: slow enough (~0.4 s per chunk of 2 images here) to be killed halfway.
 SLOW = InversionConfig(steps=400, restarts=2, patience=400, refine_steps=0, search_candidates=4, prune_after=0)

@@ -1,7 +1,7 @@
 """The analysts' page in real headless Chromium: pick images, read each verdict, its plot and refusals from the DOM.
 
-Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: apt-get install chromium chromium-driver) and selenium;
-skipped without them.
+Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: apt-get install chromium chromium-driver); selenium uses
+that driver (nothing is downloaded). Skipped without them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from imgorigin.service import create_app, load_config
 from test_service import build_world
+from test_service_jobs import _free_port
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
@@ -23,13 +29,6 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         "no /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)",
         allow_module_level=True,
     )
-webdriver = pytest.importorskip("selenium.webdriver")
-uvicorn = pytest.importorskip("uvicorn")
-from selenium.webdriver.chrome.service import Service as DriverService  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from test_service_jobs import _free_port  # noqa: E402
 
 FLAGS = (
     "--headless",
