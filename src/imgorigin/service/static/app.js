@@ -43,7 +43,9 @@ function mode() {
 }
 
 function number(value) {
-  return value === null || value === undefined ? "–" : Number(value).toPrecision(3);
+  if (value === null || value === undefined) return "–";
+  const x = Number(value);
+  return x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e4) ? x.toExponential(2) : x.toPrecision(3);
 }
 
 async function start() {
