@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import logging
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -300,6 +299,7 @@ def test_malformed_uploads_get_clear_codes_and_the_server_stays_up(client, world
 def test_request_refusals(client, world):
     png = _png(world / "members" / "0.png")
     _error(client.post("/v1/verify", data={"model": "nope"}, files=_files(("a.png", png))), 404, "unknown_model")
+    _error(client.post("/v1/verify", data={"alpha": "0.1"}, files=_files(("a.png", png))), 400, "invalid_request")
     _error(
         client.post("/v1/attribute", data={"classifier": "x"}, files=_files(("a.png", png))), 404, "unknown_classifier"
     )
@@ -424,4 +424,19 @@ def test_request_logs_are_json_lines_without_image_names(client, world, caplog):
     line = JsonFormatter().format(entries[-1])
     parsed = json.loads(line)
     assert parsed["path"] == "/v1/verify" and parsed["request_id"] and "secret-name" not in line
-    assert threading.active_count() < 100
+
+
+def test_a_model_that_cannot_load_is_reported_and_a_work_folder_serves_one_server(config, world):
+    (world / "broken.pt").write_bytes(b"not a TorchScript file")
+    broken = replace(
+        config, models=(replace(config.models[0], model=str(world / "broken.pt")),), work_dir=world / "work-broken"
+    )
+    client = TestClient(create_app(broken))
+    with client:
+        assert not client.app.state.service.wait_ready(60)
+        failed = _error(client.get("/readyz"), 503, "load_failed")
+        assert str(world) not in failed["error"]["message"]
+        _error(client.get("/v1/models"), 503, "load_failed")
+        assert client.get("/healthz").status_code == 200
+        with pytest.raises(ConfigError, match="another imgorigin server"), TestClient(create_app(broken)):
+            pass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ FLAGS = (
 def server(tmp_path_factory):
     """The app on a free 127.0.0.1 port, in a thread of this process."""
     root = tmp_path_factory.mktemp("service_page")
-    config = replace(load_config(build_world(root)), classifiers=())
+    config = load_config(build_world(root))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -99,5 +98,13 @@ def test_the_page_shows_verdicts_plots_and_refusals(server, browser, tmp_path):
     assert "p = " in member.text and "(conformal)" in member.text and "at most 5%" in member.text
     bars = member.find_elements(By.CSS_SELECTOR, "svg.plot rect")
     assert len(bars) == 24 and member.find_elements(By.CSS_SELECTOR, "svg.plot line")
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=attribute]").click()
+    assert "With confirm" in browser.find_element(By.ID, "operating-point").text
+    browser.find_element(By.ID, "confirm").click()
+    shutil.copy(root / "members" / "1.png", tmp_path / "second-member.png")
+    browser.find_element(By.ID, "files").send_keys(str(tmp_path / "second-member.png"))
+    assert _verdict(browser, "second-member.png") == "a"
+    answer = browser.find_element(By.CSS_SELECTOR, '.result[data-name="second-member.png"]').text
+    assert "rule: verification" in answer and "verified against a: member" in answer
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert [e["source"] for e in errors] == ["network"] and "422" in errors[0]["message"], errors  # the refusal only

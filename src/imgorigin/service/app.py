@@ -109,6 +109,9 @@ def _target(
     engines: Engines, form: uploads.Form, kind: str, default_alpha: float
 ) -> tuple[ModelEngine | ClassifierEngine, Options]:
     """The engine a form names (by configured id) and the options it gives."""
+    field = "model" if kind == VERIFY else "classifier"
+    if form.text(field) is None:
+        raise ServiceError(400, "invalid_request", f"give the {field!r} field: an id from GET /v1/{field}s")
     if kind == VERIFY:
         return engines.model(form.text("model")), Options(_alpha(form.text("alpha"), default_alpha))
     engine = engines.classifier(form.text("classifier"))

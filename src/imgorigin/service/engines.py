@@ -174,16 +174,13 @@ class Engines:
     def load(cls, config: ServeConfig) -> Engines:
         """Load every model, calibration and classifier of the config (slow: done once, at start-up)."""
         device = resolve_device(config.device)
-        replacements = {str(config.work_dir): "<server>"}
-        if config.cache_dir is not None:
-            replacements[str(config.cache_dir)] = "<server>"
+        replacements = public_names(config)
         models = {}
         for entry in config.models:
             generator = load_generator(entry.model, device=device)
             calibration = Calibration.load(entry.calibration)
             models[entry.id] = ModelEngine(entry.id, generator, calibration, config.alpha, config.cache_dir)
-            replacements[generator.id] = replacements[entry.model] = entry.id
-            replacements[entry.calibration] = f"{entry.id} calibration"
+            replacements[generator.id] = entry.id
             replacements[calibration.source] = f"{entry.id} calibration samples"
             replacements[calibration.reference_source or ""] = f"{entry.id} reference real images"
         classifiers = {}
@@ -202,7 +199,6 @@ class Engines:
                     for old, new in _binding_paths(entry.id, label, binding.model, binding.calibration).items():
                         replacements.setdefault(old, new)  # a served model keeps its own id
             classifiers[entry.id] = ClassifierEngine(entry.id, attributor, two_stage)
-            replacements.setdefault(entry.path, entry.id)
         return cls(models, classifiers, {old: new for old, new in replacements.items() if _server_side(old)})
 
     def model(self, id: str | None) -> ModelEngine:
@@ -222,6 +218,20 @@ class Engines:
                 f"no classifier {id!r} is served; GET /v1/classifiers lists them ({', '.join(self.classifiers)})",
             )
         return self.classifiers[id]
+
+
+def public_names(config: ServeConfig) -> dict[str, str]:
+    """Public names for the server-side paths a config names (known before anything loads, so that even a
+    load error can be shown): work and cache folders, model files, calibrations and classifier folders."""
+    names = {str(config.work_dir): "<server>"}
+    if config.cache_dir is not None:
+        names[str(config.cache_dir)] = "<server>"
+    for model in config.models:
+        names.setdefault(model.model, model.id)
+        names.setdefault(model.calibration, f"{model.id} calibration")
+    for classifier in config.classifiers:
+        names.setdefault(classifier.path, classifier.id)
+    return {old: new for old, new in names.items() if _server_side(old)}
 
 
 def _server_side(text: str) -> bool:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from imgorigin.service.auth import Authenticator
 from imgorigin.service.checks import check_uploads
 from imgorigin.service.config import ConfigError, ServeConfig
-from imgorigin.service.engines import ClassifierEngine, Engines, ModelEngine
+from imgorigin.service.engines import ClassifierEngine, Engines, ModelEngine, public_names
 from imgorigin.service.errors import ServiceError
 from imgorigin.service.jobs import JobRunner, JobStore
 from imgorigin.service.limits import RateLimiter, WorkQueue
@@ -43,7 +43,7 @@ class Service:
         self.work = WorkQueue(limits.max_concurrent, limits.max_queue)
         self.uploads_dir = config.work_dir / "uploads"
         self.jobs_dir = config.work_dir / "jobs"
-        self.redactor = Redactor({str(config.work_dir): "<server>"})
+        self.redactor = Redactor(public_names(config))
         self.engines: Engines | None = None
         self.store: JobStore | None = None
         self.runner: JobRunner | None = None
