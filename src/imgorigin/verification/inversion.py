@@ -327,9 +327,11 @@ class Inverter:
                         active.keep(~done, keep_rows)
                         self._admit(active, queue, images, keys, attempts)
                 if pending and (len(pending) >= self.config.batch_size or not active.n_images):
-                    for (i, _, _, _, used), (z, score, iters) in zip(pending, self._refine(pending), strict=True):
-                        finish(i, score, used + iters, z)
-                    pending.clear()
+                    refining, pending = pending, []
+                    for k, z, score, iters in self._refine(refining):
+                        finish(refining[k][0], score, refining[k][4] + iters, z)
+                        yield from ready
+                        ready.clear()
                 yield from ready
                 ready.clear()
 
@@ -435,29 +437,27 @@ class Inverter:
     @torch.no_grad()
     def _refine(
         self, items: list[tuple[int, torch.Tensor, torch.Tensor, float, int]]
-    ) -> list[tuple[torch.Tensor, float, int]]:
-        """Levenberg–Marquardt on each item's best latent; returns (latent, best loss, iterations) per item."""
+    ) -> Iterator[tuple[int, torch.Tensor, float, int]]:
+        """Levenberg–Marquardt on each item's best latent, yielding (item position, latent, best loss, iterations)
+        as each item stops, so that a batch run can record it at once."""
         gen = self.generator
         dim = math.prod(gen.latent_shape)
         pixels = math.prod(gen.image_shape)
         group = max(1, min(len(items), LM_JACOBIAN_BUDGET // (dim * pixels)))
-        out: list[tuple[torch.Tensor, float, int]] = []
         for first in range(0, len(items), group):
             chunk = items[first : first + group]
             start = torch.stack([item[1] for item in chunk]).flatten(1)
             target = torch.stack([item[2] for item in chunk]).flatten(1)
-            adam_best = torch.tensor([item[3] for item in chunk], device=start.device)
-            z, loss, iters = self._levenberg_marquardt(start.clone(), target)
-            better = loss < adam_best
-            z = torch.where(better[:, None], z, start)
-            loss = torch.where(better, loss, adam_best)
-            out += [(z[k].view(gen.latent_shape), float(loss[k]), int(iters[k])) for k in range(len(chunk))]
-        return out
+            for k, z, loss, iters in self._levenberg_marquardt(start.clone(), target):
+                if loss >= chunk[k][3]:  # Adam's best stands
+                    z, loss = start[k], chunk[k][3]
+                yield first + k, z.view(gen.latent_shape), loss, iters
 
     def _levenberg_marquardt(
         self, z: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Minimise mean((decode(z) − target)²) per row of flat latents ``z``; stop rows that stop improving.
+    ) -> Iterator[tuple[int, torch.Tensor, float, int]]:
+        """Minimise mean((decode(z) − target)²) per row of flat latents ``z``; stop rows that stop improving,
+        yielding (row, latent, loss, iterations) as each row stops.
 
         Forward passes are the cost, so the Jacobian is measured afresh only every ``refine_broyden + 1`` accepted
         steps and Broyden-updated in between (no forward pass); a step rejected on an updated Jacobian first
@@ -506,9 +506,12 @@ class Inverter:
             counted = accept | fresh  # a rejection on a Broyden-updated Jacobian only triggers a measurement
             stale[rows] = torch.where(improved, 0, stale[rows] + counted.long())
             running[rows] = (stale[rows] < cfg.refine_patience) & (damping[rows] <= LM_MAX_DAMPING)
+            for row in rows[~running[rows]].tolist():
+                yield row, z[row], float(loss[row]), int(iters[row])
             if not bool(running.any()):
-                break
-        return z, loss, iters
+                return
+        for row in torch.nonzero(running).flatten().tolist():  # the iteration budget is spent
+            yield row, z[row], float(loss[row]), int(iters[row])
 
     def _jacobian(self, z: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """Forward-difference Jacobian ``[B, pixels, dim]`` of the flat decode at flat latents ``z``."""
