@@ -9,6 +9,9 @@ import typer
 
 from imgorigin.errors import UsageError
 
+#: Addresses only this machine reaches: serving on them without API keys is fine.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 def serve(
     config: Annotated[
@@ -40,6 +43,8 @@ def serve(
         typer.echo(EXAMPLE, nl=False)
         return
     settings = load_config(config) if config is not None else default_config()
+    if not settings.keys and host not in LOOPBACK:
+        typer.echo(f"warning: no API keys are configured and {host} is reachable from other machines", err=True)
     uvicorn.run(
         create_app(settings),
         host=host,
