@@ -14,13 +14,9 @@ Names load on first use (PEP 562), so ``import imgorigin`` and the CLI's start-u
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("imgorigin")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+local"
+from imgorigin.version import __version__
 
 #: Public name -> the module that defines it.
 _EXPORTS = {

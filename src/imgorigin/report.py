@@ -156,7 +156,7 @@ document.querySelectorAll("section.model").forEach(function (section) {
 
 def default_context() -> dict[str, str]:
     """What every report records about its making: the date (local time, with its UTC offset) and the version."""
-    from imgorigin import __version__
+    from imgorigin.version import __version__
 
     return {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "imgorigin version": __version__}
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgorigin import __version__
 from imgorigin.attribution.features import DEFAULT_BACKBONE, Backbone, BackboneError, create_backbone, embed_paths
 from imgorigin.attribution.features.cache import Embedded
 from imgorigin.attribution.openset import CLASSIFIERS, OpenSetClassifier
@@ -25,6 +24,7 @@ from imgorigin.errors import UsageError
 from imgorigin.images import find_images, scan_inputs
 from imgorigin.labels import UNKNOWN
 from imgorigin.runtime import resolve_device, sha256_file
+from imgorigin.version import __version__
 
 #: Images embedded and decided per chunk by ``attribute_paths``: records stream out, memory stays bounded.
 CHUNK = 256

@@ -23,7 +23,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from imgorigin import __version__
 from imgorigin.errors import ImgoriginError
 from imgorigin.records import dumps
 from imgorigin.service import schemas, uploads
@@ -34,6 +33,7 @@ from imgorigin.service.errors import ServiceError
 from imgorigin.service.jobs import ATTRIBUTE, VERIFY
 from imgorigin.service.logs import RequestLog
 from imgorigin.service.state import Service
+from imgorigin.version import __version__
 
 logger = logging.getLogger("imgorigin.service")
 #: The page's files (served from the package, no build step, nothing from elsewhere) and their content types.
