@@ -37,7 +37,11 @@ Every file goes through the same explicit pipeline, and every change made to it 
    with Pillow on mode "F" images, then clamped to [0, 1] (bicubic and Lanczos overshoot); deterministic.
 
 JPEG sources (including MPO, which Pillow reports for multi-picture JPEGs) get ``recompressed_jpeg``:
-the pixels went through lossy compression after the generator produced them.
+the pixels went through lossy compression after the generator produced them; lossy WebP files (a ``VP8 `` image
+chunk) get ``lossy_webp`` for the same reason. What the file itself shows about its processing is in
+``LoadedImage.processing`` (see :func:`processing_info`): the format, whether it is lossy, the JPEG quality
+estimated from the quantisation tables (the IJG quality scaling inverted), the WebP kind, and whether the decoded
+size is the target size.
 
 Paths are ``str`` (or ``Path``) throughout; a file name that is not valid UTF-8 is the usual surrogate-escaped
 ``str`` (``os.fsdecode`` of its bytes), which ``imgorigin.records`` writes losslessly.
@@ -49,13 +53,15 @@ import errno
 import hashlib
 import io
 import logging
+import math
 import os
 import stat
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -151,6 +157,8 @@ class LoadedImage:
     format: str
     mode: str
     reasons: tuple[str, ...]
+    #: What the file shows about its processing (:func:`processing_info`); empty for images not read from a file.
+    processing: dict = field(default_factory=dict)
 
     def tensor(self) -> torch.Tensor:
         """The pixels as a float32 [C, H, W] tensor sharing memory with ``pixels``."""
@@ -395,8 +403,11 @@ def load_image(
     reasons: list[str] = []
     with _strict_truncation, _open(name, data) as image:
         image_format, original_mode = image.format or "", image.mode
+        processing = processing_info(image, data)
         if image_format in _JPEG_FORMATS:
             reasons.append("recompressed_jpeg")
+        elif processing.get("webp") == "lossy":
+            reasons.append("lossy_webp")
         _check_pixel_count(name, image, max_pixels)
         if _colour_samples_over_8_bits(image):
             reasons.append("high_bit_depth_reduced")
@@ -409,6 +420,8 @@ def load_image(
             pixels = _to_float(decoded, channels, reasons)
         except ValueError as err:
             raise ImageError(name, str(err)) from None
+    if size is not None:
+        processing["native_size"] = (height, width) == (int(size[0]), int(size[1]))
     if size is not None and pixels.shape[1:] != tuple(size):
         pixels = _resize(pixels, (int(size[0]), int(size[1])), resample)
         reasons.append("resized")
@@ -430,7 +443,77 @@ def load_image(
         format=image_format,
         mode=original_mode,
         reasons=tuple(dict.fromkeys(reasons)),
+        processing=processing,
     )
+
+
+#: The IJG (libjpeg) base tables are scaled by quality q: s = 5000 / q below 50, else 200 - 2q (percent).
+_JPEG_QUALITIES = range(1, 101)
+
+
+@lru_cache(maxsize=1)
+def _ijg_luma_tables() -> dict[int, tuple[int, ...]]:
+    """The luminance table libjpeg writes at each quality 1..100, read back through Pillow (same order as
+    ``image.quantization``, whatever order this Pillow uses): computed once per process (~0.1 s)."""
+    tables = {}
+    blank = Image.new("L", (8, 8))
+    for quality in _JPEG_QUALITIES:
+        buffer = io.BytesIO()
+        blank.save(buffer, format="JPEG", quality=quality)
+        with Image.open(buffer) as encoded:
+            tables[quality] = tuple(encoded.quantization[0])
+    return tables
+
+
+def estimate_jpeg_quality(quantization: dict[int, Iterable[int]]) -> tuple[int | None, bool]:
+    """(quality 1..100, exact) of a JPEG from its quantisation tables: the IJG quality whose scaled standard
+    luminance table is nearest in log ratio (``exact``: equal, as every libjpeg/Pillow encoder writes it).
+
+    Encoders with their own tables (cameras, some apps) get the nearest IJG quality, ``exact`` False.
+    ``(None, False)`` when the file has no luminance table."""
+    table = quantization.get(0) if quantization else None
+    if table is None or len(list(table)) != 64:
+        return None, False
+    actual = np.log(np.maximum(np.asarray(list(table), dtype=np.float64), 1))
+    best, best_error = None, math.inf
+    for quality, reference in _ijg_luma_tables().items():
+        error = float(np.abs(actual - np.log(np.asarray(reference, dtype=np.float64))).sum())
+        if error < best_error:
+            best, best_error = quality, error
+    return best, best_error == 0
+
+
+def _webp_kind(data: bytes) -> str | None:
+    """'lossy' (a VP8 chunk), 'lossless' (VP8L) or None, from the RIFF chunks of a WebP file."""
+    position = 12
+    while position + 8 <= len(data):
+        tag, length = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "little")
+        if tag == b"VP8 ":
+            return "lossy"
+        if tag == b"VP8L":
+            return "lossless"
+        position += 8 + length + (length & 1)
+    return None
+
+
+def processing_info(image: Image.Image, data: bytes) -> dict:
+    """What an opened file (and its bytes) shows about how it was processed (the ``processing`` field of records).
+
+    ``format``; ``lossy`` (JPEG, lossy WebP); for JPEG ``jpeg_quality`` (IJG quality estimated from the
+    quantisation tables, see :func:`estimate_jpeg_quality`) and ``jpeg_quality_exact``; for WebP ``webp``
+    ('lossy' / 'lossless'). :func:`load_image` adds ``native_size`` when it has a target size: whether the decoded
+    (upright) size is that size, i.e. no resize was needed to reach the model. A resize done before the file was
+    saved in a lossless format (downscale then upscale back to the same size, saved as PNG) leaves no trace here.
+    """
+    image_format = image.format or ""
+    info: dict = {"format": image_format, "lossy": False}
+    if image_format in _JPEG_FORMATS:
+        quality, exact = estimate_jpeg_quality(getattr(image, "quantization", None) or {})
+        info.update(lossy=True, jpeg_quality=quality, jpeg_quality_exact=exact)
+    elif image_format == "WEBP":
+        kind = _webp_kind(data)
+        info.update(lossy=kind == "lossy", webp=kind)
+    return info
 
 
 def _check_pixel_count(name: str, image: Image.Image, max_pixels: int) -> None:

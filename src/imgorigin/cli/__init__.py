@@ -41,7 +41,18 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 #: Modules under imgorigin.cli that define ``register(app, bench_app)``; each adds its own commands.
-COMMAND_MODULES = ("demo", "verify", "zoo", "attribute", "evaluate", "bind", "bench_attribute", "backbones", "serve")
+COMMAND_MODULES = (
+    "demo",
+    "verify",
+    "zoo",
+    "attribute",
+    "evaluate",
+    "bind",
+    "bench_attribute",
+    "backbones",
+    "serve",
+    "bench_robustness",
+)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app, bench_app)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgorigin import __version__
 from imgorigin.errors import ImgoriginError
 from imgorigin.verification.inversion import InversionConfig
+from imgorigin.version import __version__
 
 FORMAT = "imgorigin.calibration/1"
 #: MSE of rounding [0, 1] pixels to 8 bits, (1/255)² / 12: scores below it are indistinguishable.
@@ -57,6 +57,10 @@ class Calibration:
     reference_source: str | None = None
     version: str = __version__
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    #: The processing the calibration samples went through (None: pristine 8-bit PNGs), e.g. ``"jpeg:75"``: the
+    #: model's own images saved as JPEG at IJG quality 75. Its error rates hold only for images processed the same
+    #: way (:func:`imgorigin.verification.verifier.processing_family` names an image's processing).
+    perturbation: str | None = None
 
     def __post_init__(self) -> None:
         self.scores = np.sort(np.asarray(self.scores, dtype=np.float64))
@@ -130,6 +134,7 @@ class Calibration:
             },
             "version": self.version,
             "created": self.created,
+            "perturbation": self.perturbation,
         }
 
     def digest(self) -> str:
@@ -143,6 +148,8 @@ class Calibration:
             "scores": data["scores"],
             "reference_scores": None if reference is None else reference["scores"],
         }
+        if self.perturbation is not None:  # pristine calibrations keep the digest they always had
+            kept["perturbation"] = self.perturbation
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
@@ -173,6 +180,7 @@ class Calibration:
                 reference_source=None if ref is None else ref.get("source"),
                 version=data.get("version", "?"),
                 created=data.get("created", "?"),
+                perturbation=data.get("perturbation"),
             )
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CalibrationError):

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgorigin import __version__
 from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit, scan_inputs
 from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
-from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.calibration import Calibration, CalibrationError
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
+from imgorigin.version import __version__
 
 METHOD = "ronan-inversion"
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
@@ -191,12 +191,53 @@ def informative(image: torch.Tensor) -> bool:
     return float(deviates.float().mean()) > MIN_INFORMATIVE_FRACTION
 
 
-def decide(score: float, calibration: Calibration, alpha: float, *, enough_information: bool = True) -> dict:
+#: Two JPEG quality estimates this close count as the same processing (the estimate is exact for IJG encoders).
+JPEG_QUALITY_TOLERANCE = 2
+
+
+def processing_family(processing: dict) -> str | None:
+    """The processing an image's file shows, as a calibration's ``perturbation`` names it: ``"jpeg:Q"`` (IJG
+    quality Q estimated from the quantisation tables), ``"webp:lossy"``, ``"resized"`` (decoded at a size other
+    than the model's), or None where the file shows none (a lossless file at the model's size: pristine as far
+    as anyone can tell from the file)."""
+    if processing.get("native_size") is False:
+        return "resized"
+    if processing.get("jpeg_quality") is not None:
+        return f"jpeg:{processing['jpeg_quality']}"
+    if processing.get("lossy"):
+        return "webp:lossy" if processing.get("webp") == "lossy" else f"{str(processing.get('format')).lower()}:lossy"
+    return None
+
+
+def covers(perturbation: str | None, family: str | None) -> bool:
+    """Whether a calibration built for ``perturbation`` has error rates that hold for images of ``family``."""
+    if perturbation is None or family is None:
+        return perturbation == family
+    if perturbation.startswith("jpeg:") and family.startswith("jpeg:"):
+        try:
+            return abs(int(perturbation[5:]) - int(family[5:])) <= JPEG_QUALITY_TOLERANCE
+        except ValueError:
+            return False
+    return perturbation == family
+
+
+def decide(
+    score: float,
+    calibration: Calibration,
+    alpha: float,
+    *,
+    enough_information: bool = True,
+    calibrated_processing: bool = True,
+) -> dict:
     """The decision fields of a record: p-values, Grubbs result, verdict and reason codes.
 
     ``member``: typical of the model's own images (conformal p > α) and, when reference real images are
     known, not typical of them. ``inconclusive``: typical of both, or an image with too little information
-    (see :func:`informative`) for any verdict. ``non-member``: otherwise.
+    (see :func:`informative`) for any verdict, or (``calibrated_processing`` False) an image processed in a way
+    the calibration's samples were not (JPEG, lossy WebP, resized; reason ``processing_not_calibrated``): its
+    scores move away from the calibration's (JPEG q90 alone takes the zoo DCGAN's members from the 8-bit floor to
+    ~1e-4, where every one of them would be rejected), so neither verdict would have the stated error rates. The
+    p-values are still reported.
     """
     p_model = calibration.p_value(score)
     p_grubbs, grubbs_outlier = calibration.grubbs(score, alpha)
@@ -208,9 +249,12 @@ def decide(score: float, calibration: Calibration, alpha: float, *, enough_infor
         reasons.append("outside_calibration_range")
     if grubbs_outlier == like_model:
         reasons.append("grubbs_disagrees")
-    if not enough_information:
+    if not enough_information or not calibrated_processing:
         verdict = INCONCLUSIVE
-        reasons.append("too_little_information")
+        if not enough_information:
+            reasons.append("too_little_information")
+        if not calibrated_processing:
+            reasons.append("processing_not_calibrated")
     elif like_model and like_real:
         verdict = INCONCLUSIVE
         reasons.append("overlaps_real_reference")
@@ -230,7 +274,13 @@ def decide(score: float, calibration: Calibration, alpha: float, *, enough_infor
 
 
 class Verifier:
-    """A generator bound to its calibration: scores images and turns scores into self-contained records."""
+    """A generator bound to its calibration: scores images and turns scores into self-contained records.
+
+    ``processed_calibrations``: more calibrations of the same model and inversion settings, each built on the
+    model's own images processed one way (``Calibration.perturbation``, e.g. ``"jpeg:75"``). An image whose file
+    shows processing (:func:`processing_family`) is decided against the calibration that covers it; without one
+    it is ``inconclusive`` (``processing_not_calibrated``).
+    """
 
     def __init__(
         self,
@@ -239,10 +289,18 @@ class Verifier:
         *,
         alpha: float = 0.05,
         cache_dir: str | Path | None = None,
+        processed_calibrations: Sequence[Calibration] = (),
     ) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)
+        for extra in processed_calibrations:
+            extra.check_model(generator.id, generator.weight_hash(), generator.image_shape)
+            if extra.perturbation is None or extra.inversion != calibration.inversion:
+                raise CalibrationError(
+                    "a processed calibration needs its perturbation set and the main calibration's inversion settings"
+                )
+        self.processed_calibrations = list(processed_calibrations)
         self.generator, self.calibration, self.alpha = generator, calibration, alpha
         self.cache = ScoreCache(generator, calibration.inversion, cache_dir)
         self._weight_hash = calibration.weight_hash
@@ -258,9 +316,20 @@ class Verifier:
         self.calibration.reference_source = ",".join(str(p) for p in paths)
         return len(scores)
 
+    def calibration_for(self, processing: dict) -> Calibration | None:
+        """The calibration whose samples were processed as the image's file shows, or None."""
+        family = processing_family(processing)
+        for calibration in (self.calibration, *self.processed_calibrations):
+            if covers(calibration.perturbation, family):
+                return calibration
+        return None
+
     def record(self, scored: ScoredImage) -> dict:
         """The self-contained JSON record for one scored image."""
         image = scored.image
+        matched = self.calibration_for(image.processing)
+        calibration = matched or self.calibration
+        processing = {**image.processing, "calibration": calibration.perturbation or "pristine"}
         record = {
             "path": image.path,
             "sha256": image.sha256,
@@ -268,15 +337,22 @@ class Verifier:
             "height": image.height,
             "format": image.format,
             "mode": image.mode,
+            "processing": processing,
             "model": self.generator.id,
             "weight_hash": self._weight_hash,
             "method": METHOD,
             "version": __version__,
             "score": scored.score,
             "alpha": self.alpha,
-            "threshold": self.calibration.threshold(self.alpha),
+            "threshold": calibration.threshold(self.alpha),
         }
-        decision = decide(scored.score, self.calibration, self.alpha, enough_information=informative(image.tensor()))
+        decision = decide(
+            scored.score,
+            calibration,
+            self.alpha,
+            enough_information=informative(image.tensor()),
+            calibrated_processing=matched is not None,
+        )
         decision["reasons"] = list(image.reasons) + decision["reasons"]
         record.update(decision)
         record["seconds"] = round(scored.seconds, 4)
@@ -286,7 +362,7 @@ class Verifier:
     def identity(self) -> dict:
         """What a run's verdicts depend on (model, weights, calibration, α, method, version): a results file records
         it, so that resuming it with another model, calibration or α is refused instead of mixing runs."""
-        return {
+        identity = {
             "task": "verify",
             "model": self.generator.id,
             "weight_hash": self._weight_hash,
@@ -295,6 +371,9 @@ class Verifier:
             "method": METHOD,
             "version": __version__,
         }
+        if self.processed_calibrations:
+            identity["processed_calibrations"] = [c.digest() for c in self.processed_calibrations]
+        return identity
 
     def verify_paths(self, paths: Sequence[str | Path], *, progress: bool = False) -> Iterator[dict]:
         """Records for image files and folders (searched recursively), in completion order. Inputs left out
