@@ -41,9 +41,7 @@ def bench_robustness(
     n_members: Annotated[int, typer.Option(min=2, help="Fresh samples of the model per grid point.")] = 30,
     n_real: Annotated[int, typer.Option(min=1, max=200, help="Real Fashion-MNIST test images per grid point.")] = 30,
     n_other: Annotated[int, typer.Option(min=0, help="Samples of each other model per grid point.")] = 10,
-    n_cal: Annotated[
-        int, typer.Option(min=2, help="Own processed samples per matched (JPEG/WebP) calibration; 0 skips them.")
-    ] = 30,
+    n_cal: Annotated[int, typer.Option(min=2, help="Own processed samples per matched (JPEG/WebP) calibration.")] = 30,
     no_matched: Annotated[
         bool, typer.Option("--no-matched", help="Skip the calibrations on processed samples.")
     ] = False,
