@@ -4,9 +4,12 @@ Known (fitted and bound): real + dcgan, dcgan-twin, wgangp, vae, ldm. Unknown: t
 fitted) and two generators trained here from the zoo recipes with other seeds and 1500 steps, so that no
 classifier or calibration has seen them: vae-seed11 and dcgan-seed7 (a third DCGAN sibling: the hard case).
 Usage: python benchmarks/two_stage_must_show.py WORKDIR
+Images per source: N_TRAIN (60 per generator), N_TRAIN_REAL (300), N_TEST (40) from the environment; the unseen
+generators are trained into WORKDIR/unseen, or taken from $UNSEEN_FROM/unseen when that holds them.
 """
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +20,9 @@ from imgorigin.zoo.training import dcgan as dcgan_training
 from imgorigin.zoo.training import vae as vae_training
 
 KNOWN = ("dcgan", "dcgan-twin", "wgangp", "vae", "ldm")
-N_TRAIN, N_TRAIN_REAL, N_TEST = 60, 300, 40
+N_TRAIN = int(os.environ.get("N_TRAIN", 60))
+N_TRAIN_REAL = int(os.environ.get("N_TRAIN_REAL", 300))
+N_TEST = int(os.environ.get("N_TEST", 40))
 
 
 def write(images, folder: Path) -> None:
@@ -35,7 +40,10 @@ def unseen_generators(work: Path) -> dict:
     for name, (module, training, base, seed) in recipes.items():
         cfg = dataclasses.replace(base, seed=seed, steps=1500)
         weights = work / "unseen" / name
-        if not (weights / cfg.name).is_dir():
+        shared = Path(os.environ.get("UNSEEN_FROM", work)) / "unseen" / name
+        if (shared / cfg.name).is_dir():
+            weights = shared
+        elif not (weights / cfg.name).is_dir():
             training.train(cfg, weights)
         gens[name] = module.load(cfg, weights)
     return gens

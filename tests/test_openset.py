@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from imgorigin.attribution.openset import (
+    _LINEAR_FITS,
     KNN_TEMPERATURE,
     REJECTIONS,
     KNNClassifier,
     LinearProbe,
     OpenSetClassifier,
+    _rejection_arrays,
+    _rejection_score,
 )
 from imgorigin.attribution.spec import BackboneSpec
 from imgorigin.metrics import auroc, closed_set_accuracy
@@ -198,3 +201,67 @@ def test_mahalanobis_low_rank_form_equals_the_explicit_shrunk_precision():
         queries = rng.normal(size=(7, dim))
         explicit = -np.min([np.einsum("nd,de,ne->n", queries - m, precision, queries - m) for m in means], axis=0)
         np.testing.assert_allclose(_mahalanobis_score(_fit_mahalanobis(x, y, 3), queries), explicit, rtol=1e-10)
+
+
+def test_relative_mahalanobis_by_hand():
+    # Euclidean geometry (no covariance axes): background distance minus the nearest class's
+    euclid = {"inverse_a": np.array([1.0]), "basis": np.zeros((2, 1)), "weights": np.zeros(1)}
+    arrays = {"means": np.array([[1.0, 0.0], [0.0, 3.0]]), **euclid}
+    arrays |= {f"background.{k}": v for k, v in {**euclid, "means": np.array([[0.0, 1.0]])}.items()}
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    # [0,0]: 1 - min(1, 9) = 0; [2,0]: 5 - min(1, 13) = 4; [0,3]: 4 - min(10, 0) = 4
+    np.testing.assert_allclose(_rejection_score("rel-mahalanobis", arrays, x, None), [0.0, 4.0, 4.0])
+
+
+def test_relative_mahalanobis_fit_matches_dense_ledoit_wolf():
+    from sklearn.covariance import LedoitWolf
+
+    x, y = blobs(10, seed=7)
+    labels = np.unique(y, return_inverse=True)[1]
+    arrays = _rejection_arrays("rel-mahalanobis", x, labels, 4)
+
+    def dense(centred: np.ndarray, points: np.ndarray) -> np.ndarray:
+        cov = LedoitWolf(assume_centered=True).fit(centred).covariance_
+        cov += 1e-6 * np.mean(centred**2) * np.eye(DIM)
+        return np.einsum("nd,de,ne->n", points, np.linalg.inv(cov), points)
+
+    means = np.stack([x[labels == c].mean(axis=0) for c in range(4)])
+    within = np.stack([dense(x - means[labels], X_TEST - m) for m in means], axis=1)
+    background = dense(x - x.mean(axis=0), X_TEST - x.mean(axis=0))
+    got = _rejection_score("rel-mahalanobis", arrays, X_TEST, None)
+    np.testing.assert_allclose(got, background - within.min(axis=1), rtol=1e-6, atol=1e-6)
+
+
+def test_class_knn_by_hand():
+    bank = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    arrays = _rejection_arrays("class-knn", bank, np.array([0, 0, 1, 1]), 2)
+    # leave-one-out nearest distances: class 0: 1 - 0.8 = 0.2 for both; class 1: 1 - 0 = 1 for both
+    np.testing.assert_allclose(arrays["scales"], [0.2, 1.0])
+    x = np.array([[1.0, 0.0], [-0.6, 0.8], [0.0, -1.0]])
+    # [1,0]: class 0 at distance 0 -> 0; [-0.6,0.8]: class 1 at 1 - 0.8 = 0.2 -> 0.2 (class 0: 1 / 0.2 = 5);
+    # [0,-1]: class 0 nearest 1 - 0 = 1 -> 5, class 1 nearest 1 - 0 = 1 -> 1
+    np.testing.assert_allclose(_rejection_score("class-knn", arrays, x, None), [0.0, -0.2, -1.0], atol=1e-12)
+    single = _rejection_arrays("class-knn", bank[:3], np.array([0, 0, 1]), 2)
+    np.testing.assert_allclose(single["scales"], [0.2, 0.2])  # a one-image class takes the others' mean
+
+
+@pytest.mark.parametrize("rejection", ["rel-mahalanobis", "class-knn"])
+def test_class_conditional_rejections_fit_save_and_load(rejection, tmp_path):
+    x, y = blobs(10, seed=3)
+    clf = KNNClassifier(rejection=rejection).fit(x, y)
+    assert auroc(clf.score_samples(X_TEST), clf.score_samples(X_UNKNOWN)) >= 0.97
+    clf.save(tmp_path / "clf")
+    again = OpenSetClassifier.load(tmp_path / "clf")
+    np.testing.assert_array_equal(again.score_samples(X_TEST), clf.score_samples(X_TEST))
+    assert again.digest() == clf.digest()
+
+
+def test_linear_fits_are_remembered_and_identical():
+    x, y = blobs(10, seed=8)
+    first = LinearProbe(Cs=FAST_CS, rejection="msp").fit(x, y)
+    assert len(_LINEAR_FITS) > 0
+    _LINEAR_FITS.clear()
+    fresh = LinearProbe(Cs=FAST_CS, rejection="msp").fit(x, y)
+    remembered = LinearProbe(Cs=FAST_CS, rejection="energy").fit(x, y)  # the same fits, from the memo
+    np.testing.assert_array_equal(first.state_[0]["coef"], fresh.state_[0]["coef"])
+    np.testing.assert_array_equal(remembered.state_[0]["coef"], fresh.state_[0]["coef"])

@@ -11,6 +11,11 @@ A rejection score (higher = more likely a known source) decides "unknown": ``msp
 probability, the paper's), ``maxlogit``, ``energy`` (logsumexp of the logits), ``mahalanobis`` (minus the
 smallest Mahalanobis distance to a class mean, shared Ledoit-Wolf covariance) or ``knn`` (cosine
 similarity to the nearest training image). For the k-NN classifier the logits are log class votes.
+Two class-conditional scores go past the paper: ``rel-mahalanobis`` (relative Mahalanobis, Ren et al. 2021:
+the background distance to the mean of all training images, under their own covariance, minus the smallest class
+distance) and ``class-knn`` (minus the smallest ratio, over classes, of the cosine distance to the class's nearest
+training image to that class's mean leave-one-out nearest-neighbour distance: a tight class asks for a close
+match, a diverse one allows a far one).
 
 Selection never sees test data. The known training images are split per class (``val_fraction``, at least
 one image of each class on each side); each candidate hyper-parameter is fitted on the training part and
@@ -65,7 +70,7 @@ DEFAULT_CS = tuple(float(c) for c in C_GRID[::4])
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
 KNN_TEMPERATURE = 0.07
 LOGIT_SCORES = ("msp", "maxlogit", "energy")
-REJECTIONS = (*LOGIT_SCORES, "mahalanobis", "knn")
+REJECTIONS = (*LOGIT_SCORES, "mahalanobis", "knn", "rel-mahalanobis", "class-knn")
 FORMAT = "imgorigin-openset-2"
 #: The first format kept backbone and training facts in one untyped ``metadata`` dict; still read.
 FORMAT_V1 = "imgorigin-openset-1"
@@ -133,21 +138,64 @@ def _fit_mahalanobis(x: np.ndarray, y: np.ndarray, n_classes: int) -> Arrays:
     }
 
 
-def _mahalanobis_score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
-    """Minus the squared Mahalanobis distance to the nearest class mean."""
-    means, basis = arrays["means"], arrays["basis"]
+def _mahalanobis_distances(arrays: Arrays, x: np.ndarray, prefix: str = "") -> np.ndarray:
+    """Squared Mahalanobis distances [N, C] to each class mean (arrays named ``prefix`` + means, basis, ...)."""
+    means, basis = arrays[f"{prefix}means"], arrays[f"{prefix}basis"]
     squared = (x**2).sum(axis=1)[:, None] - 2 * x @ means.T + (means**2).sum(axis=1)[None]
     along = (x @ basis)[:, None, :] - (means @ basis)[None]  # [N, C, r]: (x - m) on the covariance's axes
-    distances = arrays["inverse_a"][0] * squared + (along**2 * arrays["weights"]).sum(axis=2)
-    return -distances.min(axis=1)
+    return arrays[f"{prefix}inverse_a"][0] * squared + (along**2 * arrays[f"{prefix}weights"]).sum(axis=2)
+
+
+def _mahalanobis_score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
+    """Minus the squared Mahalanobis distance to the nearest class mean."""
+    return -_mahalanobis_distances(arrays, x).min(axis=1)
+
+
+def _relative_mahalanobis_score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
+    """Background distance (one Gaussian over all training images) minus the smallest class distance."""
+    return _mahalanobis_distances(arrays, x, "background.")[:, 0] - _mahalanobis_distances(arrays, x).min(axis=1)
+
+
+def _fit_class_knn(x: np.ndarray, y: np.ndarray, n_classes: int) -> Arrays:
+    """The L2-normalised bank, its labels, and each class's mean leave-one-out nearest-neighbour cosine distance.
+
+    A class of a single image has no such distance: it takes the mean of the other classes' (1 if none has one).
+    """
+    bank = _l2_normalise(x)
+    scales = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        members = bank[y == c]
+        if len(members) >= 2:
+            similarity = members @ members.T
+            np.fill_diagonal(similarity, -np.inf)
+            scales[c] = max(float(np.mean(1 - similarity.max(axis=1))), 1e-6)
+    known = scales[~np.isnan(scales)]
+    scales[np.isnan(scales)] = known.mean() if len(known) else 1.0
+    return {"bank": bank, "labels": y.astype(np.int64), "scales": scales}
+
+
+def _class_knn_score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
+    """Minus the smallest (distance to the class's nearest training image) / (the class's typical such distance)."""
+    similarity = _l2_normalise(x) @ arrays["bank"].T
+    labels, scales = arrays["labels"], arrays["scales"]
+    ratios = np.full((len(x), len(scales)), np.inf)
+    for c in range(len(scales)):
+        if np.any(labels == c):
+            ratios[:, c] = (1 - similarity[:, labels == c].max(axis=1)) / scales[c]
+    return -ratios.min(axis=1)
 
 
 def _rejection_arrays(rejection: str, x: np.ndarray, y: np.ndarray, n_classes: int) -> Arrays:
     """What a feature-space rejection score needs from the training images (nothing for logit scores)."""
     if rejection == "mahalanobis":
         arrays = _fit_mahalanobis(x, y, n_classes)
+    elif rejection == "rel-mahalanobis":
+        background = _fit_mahalanobis(x, np.zeros(len(x), np.int64), 1)
+        arrays = _fit_mahalanobis(x, y, n_classes) | {f"background.{k}": v for k, v in background.items()}
     elif rejection == "knn":
         arrays = {"bank": _l2_normalise(x)}
+    elif rejection == "class-knn":
+        arrays = _fit_class_knn(x, y, n_classes)
     else:
         arrays = {}
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}  # C order, as saved
@@ -163,6 +211,10 @@ def _rejection_score(rejection: str, arrays: Arrays, x: np.ndarray, logits: np.n
         return logsumexp(logits, axis=1)
     if rejection == "mahalanobis":
         return _mahalanobis_score(arrays, x)
+    if rejection == "rel-mahalanobis":
+        return _relative_mahalanobis_score(arrays, x)
+    if rejection == "class-knn":
+        return _class_knn_score(arrays, x)
     return (_l2_normalise(x) @ arrays["bank"].T).max(axis=1)
 
 
@@ -519,6 +571,11 @@ class OpenSetClassifier(ABC):
         self.training_ = TrainingInfo.from_dict(info["training"])
 
 
+#: Most linear-probe fits remembered (insertion order, oldest dropped first), by digest of (x, y, C).
+LINEAR_FIT_MEMO = 512
+_LINEAR_FITS: dict[bytes, Arrays] = {}
+
+
 class LinearProbe(OpenSetClassifier):
     """Logistic-regression probe (L2) on standardised features, C chosen on validation."""
 
@@ -547,6 +604,19 @@ class LinearProbe(OpenSetClassifier):
         return 1.0
 
     def _fit_model(self, x: np.ndarray, y: np.ndarray, n_classes: int, param: float) -> Arrays:
+        # the same fit recurs for every rejection score of a benchmark sweep (and in selection and out-of-fold
+        # scoring): a small memo keyed by the exact data and C returns the identical arrays without refitting
+        key = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes())
+        key.update(repr((x.shape, n_classes, float(param))).encode())
+        found = _LINEAR_FITS.get(key.digest())
+        if found is None:
+            found = _LINEAR_FITS[key.digest()] = self._fit_logistic(x, y, n_classes, param)
+            while len(_LINEAR_FITS) > LINEAR_FIT_MEMO:
+                _LINEAR_FITS.pop(next(iter(_LINEAR_FITS)))
+        return dict(found)
+
+    @staticmethod
+    def _fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, param: float) -> Arrays:
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         # newton-cg: 2-4x faster than lbfgs here, and Hessian-free (newton-cholesky's is (D K)^2)

@@ -23,9 +23,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from imgorigin.attribution import fusion
 from imgorigin.attribution.attributor import Attributor, class_folders
 from imgorigin.attribution.evaluation import feature_answers, summary, timed, two_stage_answers
 from imgorigin.attribution.features import DEFAULT_BACKBONE, Backbone, create_backbone, embed_paths_layers
+from imgorigin.attribution.features.cache import EmbeddedLayers
 from imgorigin.attribution.openset import CLASSIFIERS, REJECTIONS
 from imgorigin.errors import UsageError
 from imgorigin.metrics import open_set_summary
@@ -194,13 +196,63 @@ def two_stage_rows(
     return rows
 
 
-def _layers(backbone: Backbone, layers: str | Sequence[str]) -> list[str]:
-    """'default', 'all', or layer names (aliases and indices allowed) as canonical layer names."""
+def _layers(backbone: Backbone, layers: str | Sequence[str], others: dict[str, Backbone] | None = None) -> list[str]:
+    """'default', 'all', or layer names (aliases and indices allowed) as canonical layer names.
+
+    A fused layer (``3.mean+6``, ``6+spectrum@grid``: see imgorigin.attribution.fusion) has each part resolved;
+    the other backbones it names are created into ``others``.
+    """
     if layers == "default":
         return [backbone.default_layer]
     if layers == "all":
         return list(backbone.layers)
-    return [backbone.resolve_layer(name) for name in layers]
+    others = {} if others is None else others
+    names = []
+    for name in layers:
+        if not fusion.is_fused(name):
+            names.append(backbone.resolve_layer(name))
+            continue
+        resolved = []
+        for part in fusion.parts(name):
+            owner = backbone
+            if part.backbone is not None:
+                if part.backbone not in others:
+                    others[part.backbone] = create_backbone(part.backbone, device=backbone.device)
+                owner = others[part.backbone]
+            resolved.append(fusion.Part(part.backbone, owner.resolve_layer(part.layer)))
+        names.append(fusion.spec(resolved))
+    return names
+
+
+def _embed_fused(
+    extractor: Backbone,
+    others: Mapping[str, Backbone],
+    paths: list[str],
+    layer_names: Sequence[str],
+    **embed: Any,
+) -> EmbeddedLayers:
+    """Features of every (fused) layer, each part embedded once through the cache; images unreadable by any
+    backbone are dropped, with their errors."""
+    wanted: dict[str | None, list[str]] = {}
+    for name in layer_names:
+        for part in fusion.parts(name):
+            wanted.setdefault(part.backbone, []).append(part.layer)
+    main = embed_paths_layers(extractor, paths, list(dict.fromkeys(wanted.pop(None, []))), **embed)
+    kept, errors = main.paths, list(main.errors)
+    per_part = {(None, layer): x for layer, x in main.features.items()}
+    for name, layers in wanted.items():
+        other = embed_paths_layers(others[name], kept, list(dict.fromkeys(layers)), **embed)
+        errors += other.errors
+        rows = {path: i for i, path in enumerate(other.paths)}
+        keep = [i for i, path in enumerate(kept) if path in rows]
+        kept = [kept[i] for i in keep]
+        per_part = {key: x[keep] for key, x in per_part.items()}
+        per_part |= {(name, layer): x[[rows[p] for p in kept]] for layer, x in other.features.items()}
+    features = {
+        name: fusion.fused_features(name, per_part) if fusion.is_fused(name) else per_part[(None, name)]
+        for name in layer_names
+    }
+    return EmbeddedLayers(features, kept, errors)
 
 
 def run(
@@ -253,9 +305,16 @@ def run(
         for i in np.sort(rng.choice(len(found), min(len(found), max_per_source), replace=False))
     }
     extractor = create_backbone(backbone, device=resolve_device(device))
-    layer_names = _layers(extractor, layers)
-    embedded = embed_paths_layers(
-        extractor, list(source_by_path), layer_names, cache_dir=cache_dir, batch_size=batch_size, progress=progress
+    others: dict[str, Backbone] = {}
+    layer_names = _layers(extractor, layers, others)
+    embedded = _embed_fused(
+        extractor,
+        others,
+        list(source_by_path),
+        layer_names,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
     )
     for path, message in embedded.errors:
         log(f"warning: skipped {path}: {message}")

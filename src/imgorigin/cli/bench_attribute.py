@@ -51,11 +51,19 @@ def bench_attribute(
         str, typer.Option(help="Feature extractor (see `imgorigin fit --help`).")
     ] = "efficientnet-lite0",
     layers: Annotated[
-        str, typer.Option(help="Layers to sweep: comma-separated names, 'default' or 'all'.")
+        str,
+        typer.Option(
+            help="Layers to sweep: comma-separated names, 'default' or 'all'. A fused layer joins parts with '+', "
+            "each L2-normalised (e.g. 3.mean+6); BACKBONE@LAYER is a part from another backbone (6+spectrum@grid)."
+        ),
     ] = "default",
     classifiers: Annotated[str, typer.Option(help="Comma-separated classifiers: linear, knn.")] = "linear,knn",
     rejections: Annotated[
-        str, typer.Option(help="Comma-separated rejection scores: msp, maxlogit, energy, mahalanobis, knn.")
+        str,
+        typer.Option(
+            help="Comma-separated rejection scores: msp, maxlogit, energy, mahalanobis, knn, "
+            "rel-mahalanobis, class-knn."
+        ),
     ] = "msp,maxlogit,energy,mahalanobis,knn",
     shots: Annotated[
         str, typer.Option(help="Comma-separated training images per known source; 'all' = the whole training pool.")
