@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 # Spelled out rather than imported from imgorigin.attribution.openset, which would load scikit-learn for every command.
 Classifier = Enum("Classifier", {"linear": "linear", "knn": "knn"}, type=str)
-Rejection = Enum("Rejection", {name: name for name in ("msp", "maxlogit", "energy", "mahalanobis", "knn")}, type=str)
+REJECTION_NAMES = ("msp", "maxlogit", "energy", "mahalanobis", "knn", "rel-mahalanobis", "class-knn")
+Rejection = Enum("Rejection", {name: name for name in REJECTION_NAMES}, type=str)
 
 CacheOpt = Annotated[
     Path | None, typer.Option(help="Feature cache folder (default $IMGORIGIN_CACHE or ~/.cache/imgorigin).")
@@ -170,9 +171,9 @@ def fit(
     rejection: Annotated[
         Rejection,
         typer.Option(
-            help="Score that decides 'unknown': msp (max softmax "
-            "probability), maxlogit, energy, mahalanobis, knn "
-            "(nearest training image)."
+            help="Score that decides 'unknown': msp (max softmax probability), maxlogit, energy, mahalanobis, "
+            "knn (nearest training image), rel-mahalanobis (class Mahalanobis minus a background one), class-knn "
+            "(k-NN distance normalised per class)."
         ),
     ] = Rejection.msp,
     accept_rate: Annotated[
