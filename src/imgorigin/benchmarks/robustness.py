@@ -26,7 +26,8 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,18 @@ def processed_calibration(
     return made
 
 
+@contextmanager
+def _loader_warnings_off() -> Iterator[None]:
+    """Silence the image loader's per-file warnings for the duration of a run."""
+    loader_log = logging.getLogger("imgorigin")
+    level = loader_log.level
+    loader_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        loader_log.setLevel(level)
+
+
 def run(
     models: Sequence[str],
     out: str | Path,
@@ -269,92 +282,51 @@ def run(
         real_images = data.subset_images()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    loader_log = logging.getLogger("imgorigin")
-    level = loader_log.level
-    loader_log.setLevel(logging.ERROR)  # one "resized" warning per file of the scaled point would bury the log
-    try:
-        return _run(
-            models,
-            out,
-            grid,
-            others,
-            n_members,
-            n_real,
-            n_other,
-            n_cal,
-            matched,
-            alpha,
-            load_model,
-            load_calibration,
-            sample,
-            real_images,
-            log,
-        )
-    finally:
-        loader_log.setLevel(level)
-
-
-def _run(
-    models,
-    out,
-    grid,
-    others,
-    n_members,
-    n_real,
-    n_other,
-    n_cal,
-    matched,
-    alpha,
-    load_model,
-    load_calibration,
-    sample,
-    real_images,
-    log,
-) -> dict:
-    start = time.perf_counter()
-    sources = list(dict.fromkeys([*models, *others]))
-    n_sample = max(n_members, n_other)
-    codes = {name: to_codes(sample(name, n_sample, MEMBER_SEED)) for name in sources}
-    codes["real"] = to_codes(real_images[:n_real])
-    results: dict = {
-        "models": {},
-        "settings": _settings(models, others, grid, n_members, n_real, n_other, n_cal, alpha),
-    }
-    for name in models:
-        generator, calibration = load_model(name), load_calibration(name)
-        rows, model_start = [], time.perf_counter()
-        cal_samples = sample(name, n_cal, PROCESSED_CAL_SEED) if matched else None
-        for perturbation in grid:
-            point_start = time.perf_counter()
-            folder = out / "images" / perturbation.name.replace(":", "-")
-            paths: list[Path] = []
-            member_flags: list[bool] = []
-            for source in [name, "real", *(o for o in others if o != name)]:
-                count = n_members if source == name else n_real if source == "real" else n_other
-                written = write_set(codes[source][:count], perturbation, folder / source, seed=hash_seed(source))
-                paths += written
-                member_flags += [source == name] * len(written)
-            extra = []
-            if matched and perturbation.kind in ("jpeg", "webp"):
-                cal_folder = out / "calibration" / name / perturbation.name.replace(":", "-")
-                extra = [processed_calibration(generator, calibration, perturbation, cal_samples, cal_folder)]
-            verifier = Verifier(generator, calibration, alpha=alpha, processed_calibrations=extra)
-            by_path = {r["path"]: r for r in verifier.verify_paths([str(p) for p in paths]) if "score" in r}
-            records = [by_path[str(p)] for p in paths if str(p) in by_path]
-            flags = [f for p, f in zip(paths, member_flags, strict=True) if str(p) in by_path]
-            row = {"perturbation": perturbation.kind, "strength": perturbation.strength, "name": perturbation.name}
-            row.update(summarise(records, flags, calibration, alpha))
-            row["images"] = len(records)
-            row["seconds"] = round(time.perf_counter() - point_start, 1)
-            rows.append(row)
-            log(f"{name} {perturbation.name}: AUROC {row['auroc']:.3f}, {_brief(row)} ({row['seconds']} s)")
-        results["models"][name] = {"rows": rows, "seconds": round(time.perf_counter() - model_start, 1)}
-        plot(name, rows, out / f"{name}.png")
-    results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    results["machine"] = machine()
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "results.md").write_text(markdown(results))
-    return results
+    with _loader_warnings_off():  # one "resized" warning per file of the scaled point would bury the log
+        start = time.perf_counter()
+        sources = list(dict.fromkeys([*models, *others]))
+        n_sample = max(n_members, n_other)
+        codes = {name: to_codes(sample(name, n_sample, MEMBER_SEED)) for name in sources}
+        codes["real"] = to_codes(real_images[:n_real])
+        results: dict = {
+            "models": {},
+            "settings": _settings(models, others, grid, n_members, n_real, n_other, n_cal, alpha),
+        }
+        for name in models:
+            generator, calibration = load_model(name), load_calibration(name)
+            rows, model_start = [], time.perf_counter()
+            cal_samples = sample(name, n_cal, PROCESSED_CAL_SEED) if matched else None
+            for perturbation in grid:
+                point_start = time.perf_counter()
+                folder = out / "images" / perturbation.name.replace(":", "-")
+                paths: list[Path] = []
+                member_flags: list[bool] = []
+                for source in [name, "real", *(o for o in others if o != name)]:
+                    count = n_members if source == name else n_real if source == "real" else n_other
+                    written = write_set(codes[source][:count], perturbation, folder / source, seed=hash_seed(source))
+                    paths += written
+                    member_flags += [source == name] * len(written)
+                extra = []
+                if matched and perturbation.kind in ("jpeg", "webp"):
+                    cal_folder = out / "calibration" / name / perturbation.name.replace(":", "-")
+                    extra = [processed_calibration(generator, calibration, perturbation, cal_samples, cal_folder)]
+                verifier = Verifier(generator, calibration, alpha=alpha, processed_calibrations=extra)
+                by_path = {r["path"]: r for r in verifier.verify_paths([str(p) for p in paths]) if "score" in r}
+                records = [by_path[str(p)] for p in paths if str(p) in by_path]
+                flags = [f for p, f in zip(paths, member_flags, strict=True) if str(p) in by_path]
+                row = {"perturbation": perturbation.kind, "strength": perturbation.strength, "name": perturbation.name}
+                row.update(summarise(records, flags, calibration, alpha))
+                row["images"] = len(records)
+                row["seconds"] = round(time.perf_counter() - point_start, 1)
+                rows.append(row)
+                log(f"{name} {perturbation.name}: AUROC {row['auroc']:.3f}, {_brief(row)} ({row['seconds']} s)")
+            results["models"][name] = {"rows": rows, "seconds": round(time.perf_counter() - model_start, 1)}
+            plot(name, rows, out / f"{name}.png")
+        results["wall_seconds"] = round(time.perf_counter() - start, 1)
+        results["machine"] = machine()
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / "results.md").write_text(markdown(results))
+        return results
 
 
 def hash_seed(source: str) -> int:
