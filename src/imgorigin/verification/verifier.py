@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgorigin.errors import UsageError
 from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit, scan_inputs
 from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
 from imgorigin.verification.calibration import Calibration, CalibrationError
@@ -34,13 +35,22 @@ CHUNK = 256
 class ScoreCache:
     """Append-only JSON-lines store of inversion scores for one (model weights, settings) pair."""
 
-    def __init__(self, generator: Generator, config: InversionConfig, cache_dir: str | Path | None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        config: InversionConfig,
+        cache_dir: str | Path | None,
+        *,
+        weight_hash: str | None = None,
+    ) -> None:
+        """``weight_hash``: the generator's, when the caller has it already (hashing large weights takes seconds)."""
         self.scores: dict[str, float] = {}
         self.path: Path | None = None
         if cache_dir is None:
             return
         settings = json.dumps(config.to_dict(), sort_keys=True)
-        key = hashlib.sha256(f"{generator.weight_hash()}|{settings}|{generator.image_shape}".encode()).hexdigest()
+        weights = weight_hash or generator.weight_hash()
+        key = hashlib.sha256(f"{weights}|{settings}|{generator.image_shape}".encode()).hexdigest()
         self.path = Path(cache_dir) / "scores" / f"{key[:32]}.jsonl"
         data = self.path.read_bytes() if self.path.is_file() else b""
         self._torn = bool(data) and not data.endswith(b"\n")  # a run killed mid-line: start the next on a new one
@@ -152,7 +162,8 @@ def calibrate(
     ``reference_real``, real images are scored too, enabling the second p-value.
     """
     config = config or InversionConfig()
-    cache = ScoreCache(generator, config, cache_dir)
+    weight_hash = generator.weight_hash()
+    cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
     if sample_dir is not None:
         paths = find_images(sample_dir)[:n] if n else find_images(sample_dir)
         scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
@@ -168,7 +179,7 @@ def calibrate(
         reference = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
     return Calibration(
         model_id=generator.id,
-        weight_hash=generator.weight_hash(),
+        weight_hash=weight_hash,
         image_shape=generator.image_shape,
         inversion=config,
         scores=np.array(scores),
@@ -292,18 +303,19 @@ class Verifier:
         processed_calibrations: Sequence[Calibration] = (),
     ) -> None:
         if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-        calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)
+            raise UsageError(f"alpha must be in (0, 1), got {alpha}")
+        weight_hash = generator.weight_hash()  # once: every check and the score cache use it
+        for checked in (calibration, *processed_calibrations):
+            checked.check_model(generator.id, weight_hash, generator.image_shape)
         for extra in processed_calibrations:
-            extra.check_model(generator.id, generator.weight_hash(), generator.image_shape)
             if extra.perturbation is None or extra.inversion != calibration.inversion:
                 raise CalibrationError(
                     "a processed calibration needs its perturbation set and the main calibration's inversion settings"
                 )
         self.processed_calibrations = list(processed_calibrations)
         self.generator, self.calibration, self.alpha = generator, calibration, alpha
-        self.cache = ScoreCache(generator, calibration.inversion, cache_dir)
-        self._weight_hash = calibration.weight_hash
+        self.cache = ScoreCache(generator, calibration.inversion, cache_dir, weight_hash=weight_hash)
+        self._weight_hash = weight_hash
 
     def add_reference_real(self, paths: Sequence[str | Path], progress: bool = False) -> int:
         """Score reference real images (cached) and use them for the second p-value; returns how many."""
