@@ -163,3 +163,17 @@ def test_an_empty_folder_is_a_usage_error(tmp_path, world):
         app, ["verify", str(world / "model.pt"), str(tmp_path / "empty"), "-c", str(world / "cal.json")]
     )
     assert result.exit_code == 2 and "no image found" in result.stderr
+
+
+def test_resuming_a_finished_run_with_skipped_files_leaves_the_file_as_it_is(world, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((world / "images" / "000.png").read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "r.jsonl"
+    argv = ["verify", str(world / "model.pt"), str(folder), "-c", str(world / "cal.json"), "-o", str(out)]
+    assert CliRunner().invoke(app, argv).exit_code == 0
+    before = (out.stat().st_ino, out.read_bytes())
+    again = CliRunner().invoke(app, argv)
+    assert again.exit_code == 0 and "1 images: 0 scored, 0 unreadable, 0 skipped, 1 already answered" in again.stderr
+    assert (out.stat().st_ino, out.read_bytes()) == before  # not rewritten for an unchanged skip

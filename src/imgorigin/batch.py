@@ -61,7 +61,7 @@ def run_batch(
     if not images and not skipped:
         raise UsageError(f"no image found in {', '.join(map(str, paths))}")
     with RecordWriter(output, identity, restart=restart) as writer:
-        writer.write_all(skipped)
+        writer.write_skips(skipped)
         todo = [path for path in images if str(path) not in writer.done]
         if log is not None and len(todo) < len(images):
             log(f"resuming {output}: {len(images) - len(todo)} of {len(images)} images already answered")

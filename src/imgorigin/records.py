@@ -219,6 +219,7 @@ class RecordWriter:
         self.done: set[str] = set()
         self.written = self.errors = self.skipped = 0
         self._paths: set[str] = set()
+        self._skips: dict[str, dict] = {}
         self._superseded = False
         self._last_sync = time.monotonic()
         self._stream: IO[str]
@@ -245,6 +246,7 @@ class RecordWriter:
             _atomic_write(output, contents.lines())
         self._paths = set(contents.records)
         self.done = {path for path, record in contents.records.items() if is_result(record)}
+        self._skips = {path: record for path, record in contents.records.items() if "skipped" in record}
         return output.open("a", encoding="utf-8", newline="\n")
 
     def write(self, record: dict) -> None:
@@ -256,9 +258,16 @@ class RecordWriter:
             self._sync()
 
     def write_all(self, records: Iterable[dict]) -> None:
-        """Write several records (e.g. the skip entries of ``imgorigin.images.scan_inputs``)."""
+        """Write several records."""
         for record in records:
             self.write(record)
+
+    def write_skips(self, entries: Iterable[dict]) -> None:
+        """Write the skip entries of ``imgorigin.images.scan_inputs`` the file does not already hold as they are, so
+        that resuming a file does not rewrite it for skips that have not changed."""
+        for entry in entries:
+            if self._skips.get(entry["path"]) != entry:
+                self.write(entry)
 
     def _count(self, record: dict) -> None:
         """Update the counters and the done/superseded bookkeeping for one written record."""
