@@ -27,8 +27,11 @@ def demo(
     ] = 0.05,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Write a few real Fashion-MNIST test images and zoo samples as PNG files, verify them against zoo:dcgan
-    and zoo:vae with the shipped calibrations, print a table and write an HTML report."""
+    """Verify shipped real images and zoo samples against zoo:dcgan and zoo:vae: a table and an HTML report.
+
+    Writes a few real Fashion-MNIST test images and zoo samples as PNG files, verifies them with the shipped
+    calibrations, prints the verdicts and writes the records and a report into --out.
+    """
     from rich.console import Console
     from rich.table import Table
 
