@@ -27,6 +27,7 @@ import torch
 from zoo_quality import FD_BACKBONE, FD_LAYER, frechet_distance, gaussian_stats, image_features
 
 import imgorigin
+from imgorigin.images import uint8_codes
 from imgorigin.runtime import default_cache_dir, sha256_file
 from imgorigin.zoo import get_recipe, list_models, load, sample
 from imgorigin.zoo.training.common import config_dict, environment, write_json
@@ -51,7 +52,7 @@ def contact_sheet(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 
     """Save images ``[N, 1, H, W]`` in [0, 1] as an ``nrow``-wide grid PNG, upscaled ``scale``× (nearest)."""
     from PIL import Image
 
-    x = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, 0]
+    x = uint8_codes(images).numpy()[:, 0]
     n, h, w = x.shape
     rows = (n + nrow - 1) // nrow
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, np.uint8)

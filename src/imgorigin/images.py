@@ -784,6 +784,11 @@ def _codes_8bit(images: torch.Tensor) -> torch.Tensor:
     return (images.clamp(0, 1) * 255).round()
 
 
+def uint8_codes(images: torch.Tensor) -> torch.Tensor:
+    """The 8-bit codes ``save_png`` writes for values in [0, 1], as a uint8 tensor (the one home of that rounding)."""
+    return _codes_8bit(images).byte()
+
+
 def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
     """Exactly what saving to an 8-bit PNG and loading back does: round(clamp(x, 0, 1) * 255) / 255.
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from imgorigin.images import uint8_codes
 from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
 from imgorigin.metrics import auroc
 from imgorigin.verification.calibration import Calibration
@@ -146,7 +147,7 @@ def perturb(codes: np.ndarray, perturbation: Perturbation, path: Path, seed: int
 
 def to_codes(images: torch.Tensor) -> np.ndarray:
     """[N, 1, H, W] in [0, 1] -> uint8 [N, H, W], rounded as ``save_png`` does."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()
+    return uint8_codes(images)[:, 0].numpy()
 
 
 def write_set(codes: np.ndarray, perturbation: Perturbation, folder: Path, seed: int) -> list[Path]:

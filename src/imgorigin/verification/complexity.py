@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from imgorigin.images import uint8_codes
+
 JPEG_QUALITY = 90
 
 
@@ -19,7 +21,7 @@ def jpeg_bits_per_pixel(images: torch.Tensor, quality: int = JPEG_QUALITY) -> np
     """Bits per pixel of each image ``[N, C, H, W]`` in [0, 1] encoded as JPEG at ``quality``."""
     out = np.empty(images.shape[0])
     for i, image in enumerate(images):
-        array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).squeeze(-1).numpy()
+        array = uint8_codes(image).permute(1, 2, 0).squeeze(-1).numpy()
         buffer = io.BytesIO()
         Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
         out[i] = 8 * buffer.tell() / (image.shape[-1] * image.shape[-2])
