@@ -224,7 +224,7 @@ def test_verify_records_equal_the_cli_records(client, world, tmp_path):
         assert record["verdict"] == cli_record["verdict"] and record["score"] == pytest.approx(cli_record["score"])
         assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         masked = {k for k in record if k not in ("path", "model", "seconds", "cached")}
-        nested = {k for k in masked if isinstance(record[k], dict)}  # approx compares flat mappings only
+        nested = {k for k in masked if isinstance(record[k], dict | list)}  # approx takes flat mappings of numbers
         assert {k: record[k] for k in nested} == {k: cli_record[k] for k in nested}
         flat = masked - nested
         assert {k: record[k] for k in flat} == pytest.approx({k: cli_record[k] for k in flat})
