@@ -71,9 +71,17 @@ def load_components(cfg: DDPMConfig, weights_dir: Path, device: str | torch.devi
 
 
 def load(cfg: DDPMConfig, weights_dir: Path, device: str | torch.device = "cpu") -> DDIMGenerator:
-    """x_T → the deterministic DDIM chain of ``num_inference_steps`` steps, as verification inverts it."""
+    """x_T → the deterministic DDIM chain of ``num_inference_steps`` steps, as verification inverts it.
+
+    The recipe's sampler (its steps; clipping and spacing as the shipped scheduler says) is the generator's
+    canonical one, so the weight hash is the model card's; a generator of the same weights built with other
+    sampler settings hashes differently and a calibration of this one refuses it (see ``DDIMGenerator.sampler``).
+    """
     from imgorigin.verification.generators.ddim import DDIMGenerator
 
     unet, scheduler = load_components(cfg, weights_dir, device)
-    gen = DDIMGenerator(unet, scheduler, num_inference_steps=cfg.num_inference_steps, id=f"zoo:{cfg.name}")
+    canonical = DDIMGenerator.sampler_settings(scheduler, cfg.num_inference_steps)
+    gen = DDIMGenerator(
+        unet, scheduler, num_inference_steps=cfg.num_inference_steps, id=f"zoo:{cfg.name}", canonical=canonical
+    )
     return gen.to(device).eval()
