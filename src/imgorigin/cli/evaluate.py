@@ -23,6 +23,8 @@ from imgorigin.cli.attribute import (
     warn_skipped,
 )
 from imgorigin.cli.common import DeviceOpt, progress_enabled
+from imgorigin.cli.options import DetailAlphaOpt
+from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 
 
 def evaluate(
@@ -60,6 +62,7 @@ def evaluate(
     top_k: TopKOpt = None,
     min_probability: MinProbabilityOpt = 0.0,
     alpha: AlphaOpt = 0.05,
+    detail_alpha: DetailAlphaOpt = DEFAULT_DETAIL_ALPHA,
     backbone: BackboneOverrideOpt = None,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
@@ -80,7 +83,7 @@ def evaluate(
 
     attributor = load_attributor(classifier_dir, threshold, backbone, batch_size, cache_dir, device)
     two_stage = (
-        load_two_stage(classifier_dir, attributor, alpha, top_k, min_probability, device, cache_dir)
+        load_two_stage(classifier_dir, attributor, alpha, top_k, min_probability, device, cache_dir, detail_alpha)
         if confirm
         else None
     )

@@ -71,6 +71,23 @@ def _parameter(field: dataclasses.Field, annotation: Any, panel: str | None) -> 
     )
 
 
+def detail_level(value: float) -> float | None:
+    """``--detail-alpha`` as the verifier takes it: 0 turns the check off (None)."""
+    return value or None
+
+
+DetailAlphaOpt = Annotated[
+    float,
+    typer.Option(
+        "--detail-alpha",
+        min=0.0,
+        max=0.5,
+        help="Images with less fine detail than the model's own at this level (resized down and back, blurred: "
+        "processing the file does not show) get 'inconclusive' (smoother_than_model); 0 turns the check off.",
+    ),
+]
+
+
 def open_unit_interval(value: float) -> float:
     """Option callback: a level such as alpha lies strictly between 0 and 1 (a usage error otherwise)."""
     if not 0 < value < 1:

@@ -10,11 +10,12 @@ import typer
 
 from imgorigin.batch import run_batch
 from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled, run_context
-from imgorigin.cli.options import open_unit_interval, settings_options
+from imgorigin.cli.options import DetailAlphaOpt, detail_level, open_unit_interval, settings_options
 from imgorigin.records import read_records
 from imgorigin.runtime import default_cache_dir, resolve_device
 from imgorigin.verification import Calibration, InversionConfig, Verifier, default_calibration, load_generator
 from imgorigin.verification import calibrate as run_calibration
+from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 
 MODEL_HELP = (
     "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
@@ -119,6 +120,7 @@ def verify(
         Path | None,
         typer.Option(help="Also write an HTML report (operating point, score plot, one row per image) to this file."),
     ] = None,
+    detail_alpha: DetailAlphaOpt = DEFAULT_DETAIL_ALPHA,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder.")] = None,
 ) -> None:
@@ -130,7 +132,9 @@ def verify(
     generator = load_generator(model, device=resolve_device(device))
     calibration_file = calibration or default_calibration(model)
     cal = Calibration.load(calibration_file)
-    verifier = Verifier(generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir())
+    verifier = Verifier(
+        generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir(), detail_alpha=detail_level(detail_alpha)
+    )
     if reference_real:
         n = verifier.add_reference_real(reference_real, progress=progress_enabled())
         echo(f"scored {n} reference real images")

@@ -21,6 +21,7 @@ from imgorigin.errors import ImgoriginError
 from imgorigin.images import DEFAULT_MAX_PIXELS
 from imgorigin.runtime import default_cache_dir
 from imgorigin.verification import CalibrationError, default_calibration
+from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 
 #: Environment variable read for API keys when no config file is given (comma-separated ``NAME=KEY`` or ``KEY``).
 KEYS_ENV = "IMGORIGIN_API_KEYS"
@@ -31,6 +32,7 @@ MiB = 1024 * 1024
 EXAMPLE = """\
 # imgorigin serve --config serve.toml
 alpha = 0.05                 # default significance level of /v1/verify (a request may give its own)
+detail_alpha = 0.001         # images smoother than the model's own -> inconclusive (resized, blurred); 0: off
 device = "auto"              # auto | cpu | cuda | cuda:N
 work_dir = "serve-data"      # job database (SQLite) and uploads in flight; default <cache>/serve
 cache_dir = "cache"          # score/feature cache; default $IMGORIGIN_CACHE or ~/.cache/imgorigin; "": none
@@ -130,6 +132,8 @@ class ServeConfig:
     keys: tuple[ApiKey, ...] = ()
     limits: Limits = field(default_factory=Limits)
     alpha: float = 0.05
+    #: Level of the verifier's fine-detail check (None: off); see imgorigin.verification.detail.
+    detail_alpha: float | None = DEFAULT_DETAIL_ALPHA
     device: str = "auto"
     work_dir: Path = field(default_factory=lambda: default_cache_dir() / "serve")
     cache_dir: Path | None = field(default_factory=default_cache_dir)
@@ -139,6 +143,10 @@ class ServeConfig:
             raise ConfigError("the config serves no model and no classifier")
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be strictly between 0 and 1, got {self.alpha}")
+        if self.detail_alpha is not None and not 0 < self.detail_alpha < 1:
+            raise ConfigError(
+                f"detail_alpha must be strictly between 0 and 1 (0 in the file: off), got {self.detail_alpha}"
+            )
         for kind, entries in (("model", self.models), ("classifier", self.classifiers)):
             ids = [entry.id for entry in entries]
             for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
@@ -198,7 +206,11 @@ def load_config(path: str | os.PathLike[str]) -> ServeConfig:
 
 def _parse(data: dict[str, Any], base: Path) -> ServeConfig:
     """The config from parsed TOML, paths resolved against ``base``; settings left out keep their defaults."""
-    top = _table(data, "", {"alpha", "device", "work_dir", "cache_dir", "limits", "auth", "models", "classifiers"})
+    top = _table(
+        data,
+        "",
+        {"alpha", "detail_alpha", "device", "work_dir", "cache_dir", "limits", "auth", "models", "classifiers"},
+    )
     auth = _table(top.get("auth", {}), "auth", {"keys", "env"})
     keys = tuple(_key(entry, i) for i, entry in enumerate(_list(auth, "keys", "auth")))
     if "env" in auth:
@@ -206,6 +218,8 @@ def _parse(data: dict[str, Any], base: Path) -> ServeConfig:
     settings: dict[str, Any] = {}
     if "alpha" in top:
         settings["alpha"] = float(_typed(top["alpha"], (int, float), "alpha"))
+    if "detail_alpha" in top:  # 0 turns the check off
+        settings["detail_alpha"] = float(_typed(top["detail_alpha"], (int, float), "detail_alpha")) or None
     if "device" in top:
         settings["device"] = _typed(top["device"], str, "device")
     if "work_dir" in top:

@@ -20,6 +20,7 @@ from imgorigin.service.config import ConfigError, ServeConfig
 from imgorigin.service.errors import ServiceError
 from imgorigin.twostage import Bindings, TwoStageAttributor
 from imgorigin.verification import Calibration, Generator, Verifier, load_generator
+from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 from imgorigin.verification.verifier import METHOD
 
 #: Verifiers kept per model for alphas other than the default (each shares the generator and calibration).
@@ -44,12 +45,20 @@ class ModelEngine:
 
     kind = "verification"
 
-    def __init__(self, id: str, generator: Generator, calibration: Calibration, alpha: float, cache_dir: Path | None):
+    def __init__(
+        self,
+        id: str,
+        generator: Generator,
+        calibration: Calibration,
+        alpha: float,
+        cache_dir: Path | None,
+        detail_alpha: float | None = DEFAULT_DETAIL_ALPHA,
+    ):
         self.id, self.generator, self.calibration, self.cache_dir = id, generator, calibration, cache_dir
-        self.alpha = alpha
+        self.alpha, self.detail_alpha = alpha, detail_alpha
         self.lock = threading.Lock()
         self._verifiers: OrderedDict[float, Verifier] = OrderedDict()
-        self._verifiers[alpha] = Verifier(generator, calibration, alpha=alpha, cache_dir=cache_dir)
+        self.verifier(alpha)
 
     @property
     def channels(self) -> int:
@@ -64,7 +73,9 @@ class ModelEngine:
     def verifier(self, alpha: float) -> Verifier:
         """The verifier at level α (made once per α; the least recently used beyond MAX_ALPHAS are dropped)."""
         if alpha not in self._verifiers:
-            self._verifiers[alpha] = Verifier(self.generator, self.calibration, alpha=alpha, cache_dir=self.cache_dir)
+            self._verifiers[alpha] = Verifier(
+                self.generator, self.calibration, alpha=alpha, cache_dir=self.cache_dir, detail_alpha=self.detail_alpha
+            )
             while len(self._verifiers) > MAX_ALPHAS:
                 self._verifiers.popitem(last=False)
         self._verifiers.move_to_end(alpha)
@@ -179,7 +190,9 @@ class Engines:
         for entry in config.models:
             generator = load_generator(entry.model, device=device)
             calibration = Calibration.load(entry.calibration)
-            models[entry.id] = ModelEngine(entry.id, generator, calibration, config.alpha, config.cache_dir)
+            models[entry.id] = ModelEngine(
+                entry.id, generator, calibration, config.alpha, config.cache_dir, config.detail_alpha
+            )
             replacements[generator.id] = entry.id
             replacements[calibration.source] = f"{entry.id} calibration samples"
             replacements[calibration.reference_source or ""] = f"{entry.id} reference real images"
@@ -192,7 +205,12 @@ class Engines:
                 if not bindings:
                     raise ConfigError(f"classifier {entry.id!r}: two_stage = true, but no class is bound to a model")
                 two_stage = TwoStageAttributor(
-                    attributor, bindings, alpha=config.alpha, device=device, cache_dir=config.cache_dir
+                    attributor,
+                    bindings,
+                    alpha=config.alpha,
+                    device=device,
+                    cache_dir=config.cache_dir,
+                    detail_alpha=config.detail_alpha,
                 )
                 two_stage.load_verifiers()
                 for label, binding in bindings.items():

@@ -23,11 +23,20 @@ from imgorigin.errors import UsageError
 from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit, scan_inputs
 from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
 from imgorigin.verification.calibration import Calibration, CalibrationError
+from imgorigin.verification.detail import DEFAULT_ALPHA, STATISTIC, DetailReference
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
 from imgorigin.version import __version__
 
 METHOD = "ronan-inversion"
+#: The reason codes that make a verdict ``inconclusive`` (set by :func:`decide`).
+INCONCLUSIVE_REASONS = (
+    "too_little_information",
+    "processing_not_calibrated",
+    "smoother_than_model",
+    "overlaps_real_reference",
+    "reference_set_too_small",
+)
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
 CHUNK = 256
 
@@ -239,6 +248,7 @@ def decide(
     *,
     enough_information: bool = True,
     calibrated_processing: bool = True,
+    typical_detail: bool = True,
 ) -> dict:
     """The decision fields of a record: p-values, Grubbs result, verdict and reason codes.
 
@@ -247,7 +257,9 @@ def decide(
     (see :func:`informative`) for any verdict, or (``calibrated_processing`` False) an image processed in a way
     the calibration's samples were not (JPEG, lossy WebP, resized; reason ``processing_not_calibrated``): its
     scores move away from the calibration's (JPEG q90 alone takes the zoo DCGAN's members from the 8-bit floor to
-    ~1e-4, where every one of them would be rejected), so neither verdict would have the stated error rates. The
+    ~1e-4, where every one of them would be rejected), so neither verdict would have the stated error rates; or
+    (``typical_detail`` False) an image with less fine detail than the model's own images, as resizing down and
+    back or blurring leaves it (reason ``smoother_than_model``, see :mod:`imgorigin.verification.detail`). The
     p-values are still reported.
     """
     p_model = calibration.p_value(score)
@@ -260,12 +272,14 @@ def decide(
         reasons.append("outside_calibration_range")
     if grubbs_outlier == like_model:
         reasons.append("grubbs_disagrees")
-    if not enough_information or not calibrated_processing:
+    if not enough_information or not calibrated_processing or not typical_detail:
         verdict = INCONCLUSIVE
         if not enough_information:
             reasons.append("too_little_information")
         if not calibrated_processing:
             reasons.append("processing_not_calibrated")
+        if not typical_detail:
+            reasons.append("smoother_than_model")
     elif like_model and like_real:
         verdict = INCONCLUSIVE
         reasons.append("overlaps_real_reference")
@@ -291,6 +305,11 @@ class Verifier:
     model's own images processed one way (``Calibration.perturbation``, e.g. ``"jpeg:75"``). An image whose file
     shows processing (:func:`processing_family`) is decided against the calibration that covers it; without one
     it is ``inconclusive`` (``processing_not_calibrated``).
+
+    ``detail_alpha``: an image decided against the pristine calibration whose share of fine detail is this
+    unlikely among the model's own images (log-normal tail fitted to ``detail_samples`` of them) is ``inconclusive``
+    (``smoother_than_model``): low-pass processing the file does not show (resized and back, blurred). None
+    turns the check off. Its cost is sampling the model once (cached in ``cache_dir``).
     """
 
     def __init__(
@@ -301,9 +320,15 @@ class Verifier:
         alpha: float = 0.05,
         cache_dir: str | Path | None = None,
         processed_calibrations: Sequence[Calibration] = (),
+        detail_alpha: float | None = DEFAULT_ALPHA,
+        detail_samples: int = 500,
     ) -> None:
         if not 0 < alpha < 1:
             raise UsageError(f"alpha must be in (0, 1), got {alpha}")
+        if detail_alpha is not None and not 0 < detail_alpha < 1:
+            raise UsageError(f"detail_alpha must be in (0, 1) or None, got {detail_alpha}")
+        if detail_alpha is not None and detail_samples < 2:
+            raise UsageError(f"detail_samples must be at least 2, got {detail_samples}")
         weight_hash = generator.weight_hash()  # once: every check and the score cache use it
         for checked in (calibration, *processed_calibrations):
             checked.check_model(generator.id, weight_hash, generator.image_shape)
@@ -316,6 +341,17 @@ class Verifier:
         self.generator, self.calibration, self.alpha = generator, calibration, alpha
         self.cache = ScoreCache(generator, calibration.inversion, cache_dir, weight_hash=weight_hash)
         self._weight_hash = weight_hash
+        self.detail_alpha, self.detail_samples, self.cache_dir = detail_alpha, detail_samples, cache_dir
+        self._detail: DetailReference | None = None
+
+    def detail_p_value(self, image: torch.Tensor) -> float:
+        """The p-value of an image ``[C, H, W]`` having as little fine detail as it has, among the model's own
+        images (the reference is sampled on first use)."""
+        if self._detail is None:
+            self._detail = DetailReference.from_generator(
+                self.generator, self.detail_samples, cache_dir=self.cache_dir, weight_hash=self._weight_hash
+            )
+        return self._detail.p_value(image)
 
     def add_reference_real(self, paths: Sequence[str | Path], progress: bool = False) -> int:
         """Score reference real images (cached) and use them for the second p-value; returns how many."""
@@ -335,6 +371,24 @@ class Verifier:
             if covers(calibration.perturbation, family):
                 return calibration
         return None
+
+    def _decision(
+        self, score: float, image: torch.Tensor, calibration: Calibration, *, calibrated_processing: bool = True
+    ) -> dict:
+        """The decision fields for one image ``[C, H, W]``, with every rule on the image itself applied."""
+        p_detail = None
+        if self.detail_alpha is not None and calibration.perturbation is None:
+            p_detail = self.detail_p_value(image)
+        decision = decide(
+            score,
+            calibration,
+            self.alpha,
+            enough_information=informative(image),
+            calibrated_processing=calibrated_processing,
+            typical_detail=p_detail is None or p_detail > self.detail_alpha,
+        )
+        decision["p_value_detail"] = p_detail
+        return decision
 
     def record(self, scored: ScoredImage) -> dict:
         """The self-contained JSON record for one scored image."""
@@ -358,13 +412,7 @@ class Verifier:
             "alpha": self.alpha,
             "threshold": calibration.threshold(self.alpha),
         }
-        decision = decide(
-            scored.score,
-            calibration,
-            self.alpha,
-            enough_information=informative(image.tensor()),
-            calibrated_processing=matched is not None,
-        )
+        decision = self._decision(scored.score, image.tensor(), calibration, calibrated_processing=matched is not None)
         decision["reasons"] = list(image.reasons) + decision["reasons"]
         record.update(decision)
         record["seconds"] = round(scored.seconds, 4)
@@ -385,6 +433,8 @@ class Verifier:
         }
         if self.processed_calibrations:
             identity["processed_calibrations"] = [c.digest() for c in self.processed_calibrations]
+        if self.detail_alpha is not None:
+            identity["detail"] = {"statistic": STATISTIC, "alpha": self.detail_alpha, "samples": self.detail_samples}
         return identity
 
     def verify_paths(self, paths: Sequence[str | Path], *, progress: bool = False) -> Iterator[dict]:
@@ -414,4 +464,7 @@ class Verifier:
     def verify_tensors(self, images: torch.Tensor) -> list[dict]:
         """Decisions for in-memory images ``[N, C, H, W]`` in [0, 1] (no file fields)."""
         result = Inverter(self.generator, self.calibration.inversion)(images)
-        return [{"score": float(s), **decide(float(s), self.calibration, self.alpha)} for s in result.scores]
+        return [
+            {"score": float(s), **self._decision(float(s), image, self.calibration)}
+            for s, image in zip(result.scores, images, strict=True)
+        ]
