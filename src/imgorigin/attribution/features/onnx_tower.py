@@ -184,7 +184,7 @@ class OnnxBackbone(Backbone):
         path: str | Path,
         digest: str,
         preprocessing: Preprocessing,
-        default_block: int | None = None,
+        default_layer: str | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         onnx, ort = import_runtime()
@@ -209,10 +209,10 @@ class OnnxBackbone(Backbone):
                 raise BackboneError(f"{self.path}: cannot tell the feature size of block {block} ({tensor})")
             self.layer_dims[str(block)] = self.layer_dims[f"{block}{MEAN_SUFFIX}"] = dims[tensor]
         depth = max(self.blocks)
-        block = round(2 * depth / 3) if default_block is None else default_block
-        if block not in self.blocks:
-            raise BackboneError(f"{self.path}: default block {block} is not one of its blocks 1..{depth}")
-        self.default_layer = str(block)
+        layer = str(round(2 * depth / 3)) if default_layer is None else default_layer
+        if layer not in self.layer_dims:
+            raise BackboneError(f"{self.path}: default layer {layer!r} is not one of its layers (blocks 1..{depth})")
+        self.default_layer = layer
         self.providers = session_providers(device, ort.get_available_providers())
         self._sessions: dict[tuple[str, ...], Any] = {}
 
