@@ -1,8 +1,11 @@
-"""``imgorigin calibrate`` and ``imgorigin verify``: model verification by input reverse-engineering."""
+"""``imgorigin calibrate`` and ``imgorigin verify``: model verification by input reverse-engineering, or by the
+training-free fast path (double reconstruction) for models with an encoder."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +19,8 @@ from imgorigin.runtime import default_cache_dir, resolve_device
 from imgorigin.verification import Calibration, InversionConfig, Verifier, default_calibration, load_generator
 from imgorigin.verification import calibrate as run_calibration
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
+from imgorigin.verification.fastpath import FastConfig, require_encoder
+from imgorigin.verification.verifier import SCREEN_SHARE
 
 MODEL_HELP = (
     "The generator: zoo:NAME (shipped zoo), a TorchScript file (forward(z) in [-1, 1], attribute "
@@ -25,6 +30,9 @@ MODEL_HELP = (
 
 #: Heading of the generated InversionConfig options in `imgorigin calibrate --help`.
 INVERSION_PANEL = "Inversion settings (stored in the calibration file, reused by verify)"
+
+CalibrationMethod = Enum("CalibrationMethod", {"inversion": "inversion", "fast": "fast"}, type=str)
+VerifyMethod = Enum("VerifyMethod", {"inversion": "inversion", "fast": "fast", "screen": "screen"}, type=str)
 
 
 def calibrate(
@@ -49,6 +57,17 @@ def calibrate(
         ),
     ] = None,
     ddim_steps: Annotated[int | None, typer.Option(help="DDIM steps for pixel-diffusion models.")] = None,
+    method: Annotated[
+        CalibrationMethod,
+        typer.Option(
+            help="inversion: invert each image (any model). fast: AEDR's double-reconstruction score, no "
+            "optimisation (models with an encoder); the file can only decide fast scores (verify --method fast "
+            "or screen), and the inversion settings below are not used."
+        ),
+    ] = CalibrationMethod.inversion,
+    no_homogeneity: Annotated[
+        bool, typer.Option("--no-homogeneity", help="fast: leave out the GLCM homogeneity factor.")
+    ] = False,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or ~/.cache/imgorigin).")
@@ -56,15 +75,17 @@ def calibrate(
     *,
     inversion: InversionConfig,
 ) -> None:
-    """Invert N images the model itself generates and write their scores: the model's belonging distribution.
+    """Score N images the model itself generates and write their scores: the model's belonging distribution.
 
-    The inversion settings are stored in the file and reused by `verify`, so scores stay comparable.
+    The settings are stored in the file and reused by `verify`, so scores stay comparable.
     """
     generator = load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
+    if method == CalibrationMethod.fast:
+        require_encoder(generator)
     calibration = run_calibration(
         generator,
         samples,
-        config=inversion,
+        config=FastConfig(homogeneity=not no_homogeneity) if method == CalibrationMethod.fast else inversion,
         seed=seed,
         sample_dir=from_images,
         reference_real=reference_real,
@@ -74,7 +95,8 @@ def calibrate(
     calibration.save(out)
     s = calibration.scores
     typer.echo(
-        f"calibrated {generator.id} on {s.size} images: score median {float(s[s.size // 2]):.3g}, "
+        f"calibrated {generator.id} ({calibration.method}) on {s.size} images: "
+        f"score median {float(s[s.size // 2]):.3g}, "
         f"95th percentile {calibration.threshold(0.05):.3g} -> {out}",
         err=True,
     )
@@ -88,7 +110,37 @@ def verify(
         typer.Option(
             "--calibration",
             "-c",
-            help="File written by `imgorigin calibrate` for this model (zoo models: the shipped one by default).",
+            help="File written by `imgorigin calibrate` for this model (zoo models: the shipped one by default); "
+            "with --method fast, a fast calibration (`imgorigin calibrate MODEL --method fast`).",
+        ),
+    ] = None,
+    method: Annotated[
+        VerifyMethod,
+        typer.Option(
+            help="inversion: invert every image. fast: the double-reconstruction score only (models with an "
+            "encoder; milliseconds per image). screen: the fast score first; images it rejects at "
+            "--screen-reject are non_member, the rest are inverted and decided at alpha minus that level."
+        ),
+    ] = VerifyMethod.inversion,
+    fast_calibration: Annotated[
+        Path | None,
+        typer.Option(help="screen: the fast calibration (`imgorigin calibrate MODEL --method fast`)."),
+    ] = None,
+    screen_reject: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help=f"screen: fast p-values at or below this are non_member without inversion (default alpha x "
+            f"{SCREEN_SHARE}); the inversion decides the rest at alpha minus it, so at most alpha of the model's "
+            "own images are rejected in all.",
+        ),
+    ] = None,
+    screen_accept: Annotated[
+        float | None,
+        typer.Option(
+            max=1.0,
+            help="screen: fast p-values above this are decided by the fast score without inversion (default: "
+            "never; every image the fast score does not reject is inverted).",
         ),
     ] = None,
     alpha: Annotated[
@@ -130,10 +182,29 @@ def verify(
     2 for a usage or configuration error. Files left out of folders get a "skipped" record.
     """
     generator = load_generator(model, device=resolve_device(device))
+    if method != VerifyMethod.inversion:
+        require_encoder(generator)
+    if method == VerifyMethod.fast and calibration is None:
+        fail(f"--method fast needs --calibration: make one with `imgorigin calibrate {model} --method fast --out FILE`")
+    if method == VerifyMethod.screen and fast_calibration is None:
+        fail(
+            f"--method screen needs --fast-calibration: make one with `imgorigin calibrate {model} --method fast "
+            "--out FILE`"
+        )
+    if method != VerifyMethod.screen and (fast_calibration or screen_reject is not None or screen_accept is not None):
+        fail("--fast-calibration, --screen-reject and --screen-accept belong to --method screen")
     calibration_file = calibration or default_calibration(model)
     cal = Calibration.load(calibration_file)
     verifier = Verifier(
-        generator, cal, alpha=alpha, cache_dir=cache_dir or default_cache_dir(), detail_alpha=detail_level(detail_alpha)
+        generator,
+        cal,
+        alpha=alpha,
+        cache_dir=cache_dir or default_cache_dir(),
+        detail_alpha=detail_level(detail_alpha),
+        method=method.value,
+        fast_calibration=None if fast_calibration is None else Calibration.load(fast_calibration),
+        screen_reject=screen_reject,
+        screen_accept=screen_accept,
     )
     if reference_real:
         n = verifier.add_reference_real(reference_real, progress=progress_enabled())
@@ -151,7 +222,9 @@ def verify(
                 streamed.append(record)
             yield record
 
+    began = time.perf_counter()
     summary = run_batch(paths, decide, output=output, identity=verifier.identity(), restart=restart, log=echo)
+    elapsed = time.perf_counter() - began
     if report is not None:
         from imgorigin.report import write_report
 
@@ -160,7 +233,20 @@ def verify(
         write_report(report, [(generator.id, cal, records)], alpha, context=context)
         echo(f"report: {report}")
     echo(summary.line())
+    if method != VerifyMethod.inversion:
+        echo(screen_line(verifier.stats, elapsed))
     raise typer.Exit(summary.exit_code)
+
+
+def screen_line(stats: dict, seconds: float) -> str:
+    """The fast and screen runs' extra summary line: images per stage, the share inverted, images/s."""
+    n = stats["fast"] + stats["inversion"]
+    rate = f"{n / seconds:.1f} images/s" if seconds > 0 else "n/a images/s"
+    share = f" ({stats['inversion'] / n:.1%})" if n else ""
+    return (
+        f"{stats['fast']} decided by the fast score, {stats['inversion']} of {n} reached the inversion{share}; "
+        f"{n} in {seconds:.1f} s = {rate}"
+    )
 
 
 def bench_verify(

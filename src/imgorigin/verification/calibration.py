@@ -16,6 +16,12 @@ For the MSE distance, scores are compared at no finer than the 8-bit quantisatio
 an image that reconstructs to within the rounding error of its own pixels is as well explained as an image
 can be, and differences below that are optimiser noise, not evidence (without the floor, members whose
 residual stopped at 1.05e-6 were rejected against calibration scores that stopped at 0.95e-6).
+
+A calibration is of one ``method``: ``inversion`` (the default: inversion losses, settings in ``inversion``) or
+``double-reconstruction`` (the fast path's loss ratios, settings in ``fast``; see
+:mod:`imgorigin.verification.fastpath`). The two kinds of score live on different scales, so each kind of
+calibration refuses to decide the other kind of score (:meth:`Calibration.require_method`). Inversion
+calibrations keep the file content and digest they always had.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from imgorigin.errors import ImgoriginError
+from imgorigin.verification.fastpath import FAST, INVERSION, FastConfig
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.version import __version__
 
@@ -61,8 +68,18 @@ class Calibration:
     #: model's own images saved as JPEG at IJG quality 75. Its error rates hold only for images processed the same
     #: way (:func:`imgorigin.verification.verifier.processing_family` names an image's processing).
     perturbation: str | None = None
+    #: ``inversion`` (scores are inversion losses) or ``double-reconstruction`` (fast-path scores).
+    method: str = INVERSION
+    #: The fast path's settings (``method == "double-reconstruction"`` only; its default when not given).
+    fast: FastConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.method not in (INVERSION, FAST):
+            raise CalibrationError(f"calibration method must be {INVERSION!r} or {FAST!r}, not {self.method!r}")
+        if self.method == FAST and self.fast is None:
+            self.fast = FastConfig()
+        if self.method == INVERSION and self.fast is not None:
+            raise CalibrationError("an inversion calibration has no fast-path settings")
         self.scores = np.sort(np.asarray(self.scores, dtype=np.float64))
         if self.scores.size < 2 or not np.all(np.isfinite(self.scores)):
             raise CalibrationError("a calibration needs at least 2 finite scores")
@@ -72,8 +89,28 @@ class Calibration:
     # -- decisions ---------------------------------------------------------------------------------------
     @property
     def floor(self) -> float:
-        """Scores are compared at no finer than this: the 8-bit quantisation MSE for ``mse``, else 0."""
-        return QUANTISATION_FLOOR if self.inversion.distance == "mse" else 0.0
+        """Scores are compared at no finer than this: the 8-bit quantisation MSE for inversion with ``mse``,
+        else 0 (fast scores are ratios, not distances)."""
+        return QUANTISATION_FLOOR if self.method == INVERSION and self.inversion.distance == "mse" else 0.0
+
+    @property
+    def is_fast(self) -> bool:
+        """Whether the scores are fast-path (double-reconstruction) scores."""
+        return self.method == FAST
+
+    @property
+    def settings(self) -> InversionConfig | FastConfig:
+        """The settings that produce this calibration's kind of score (inversion or fast path)."""
+        return self.fast if self.method == FAST else self.inversion  # type: ignore[return-value]
+
+    def require_method(self, method: str) -> None:
+        """Refuse to decide scores of another method than the calibration's own."""
+        if method != self.method:
+            made = "`imgorigin calibrate MODEL --method fast`" if method == FAST else "`imgorigin calibrate MODEL`"
+            raise CalibrationError(
+                f"this calibration holds {self.method} scores (model {self.model_id}); deciding {method} scores "
+                f"needs a calibration made with {made}"
+            )
 
     def _at_floor(self, scores: np.ndarray | float) -> np.ndarray:
         return np.maximum(scores, self.floor)
@@ -120,7 +157,7 @@ class Calibration:
         return {
             "format": FORMAT,
             "model": {"id": self.model_id, "weight_hash": self.weight_hash, "image_shape": list(self.image_shape)},
-            "inversion": self.inversion.to_dict(),
+            "inversion": self.inversion.to_dict() if self.method == INVERSION else None,
             "source": self.source,
             "seed": self.seed,
             "n": int(self.scores.size),
@@ -135,6 +172,7 @@ class Calibration:
             "version": self.version,
             "created": self.created,
             "perturbation": self.perturbation,
+            **({} if self.method == INVERSION else {"method": self.method, "fast": self.fast.to_dict()}),
         }
 
     def digest(self) -> str:
@@ -150,6 +188,8 @@ class Calibration:
         }
         if self.perturbation is not None:  # pristine calibrations keep the digest they always had
             kept["perturbation"] = self.perturbation
+        if self.method != INVERSION:  # and so do inversion calibrations
+            kept["method"], kept["fast"] = self.method, data["fast"]
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
@@ -172,7 +212,9 @@ class Calibration:
                 model_id=data["model"]["id"],
                 weight_hash=data["model"]["weight_hash"],
                 image_shape=tuple(data["model"]["image_shape"]),
-                inversion=InversionConfig.from_dict(data["inversion"]),
+                inversion=InversionConfig()
+                if data["inversion"] is None
+                else InversionConfig.from_dict(data["inversion"]),
                 scores=np.array(data["scores"]),
                 source=data.get("source", "generated"),
                 seed=data.get("seed"),
@@ -181,6 +223,8 @@ class Calibration:
                 version=data.get("version", "?"),
                 created=data.get("created", "?"),
                 perturbation=data.get("perturbation"),
+                method=data.get("method", INVERSION),
+                fast=None if data.get("fast") is None else FastConfig.from_dict(data["fast"]),
             )
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CalibrationError):

@@ -4,6 +4,10 @@ Flow: files → :mod:`imgorigin.images` → batched :class:`~imgorigin.verificat
 decision against a :class:`~imgorigin.verification.calibration.Calibration` → one record per image.
 Scores are cached by image content hash, model weights and inversion settings, so reruns and resumed
 batches never invert an image twice.
+
+Models with an encoder have a training-free fast path (:mod:`imgorigin.verification.fastpath`): the same flow
+with AEDR's double-reconstruction score in place of the inversion, decided against a calibration of its own
+kind. ``method="screen"`` scores every image the fast way and inverts only those the fast score cannot reject.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bi
 from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
 from imgorigin.verification.calibration import Calibration, CalibrationError
 from imgorigin.verification.detail import DEFAULT_ALPHA, STATISTIC, DetailReference
+from imgorigin.verification.fastpath import (
+    FAST,
+    INVERSION,
+    RECORD_METHOD,
+    FastConfig,
+    double_reconstruction,
+    require_encoder,
+)
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
 from imgorigin.version import __version__
@@ -39,25 +51,36 @@ INCONCLUSIVE_REASONS = (
 )
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
 CHUNK = 256
+#: What ``Verifier(method=...)`` accepts: inversion only, the fast path only, or fast screening then inversion.
+METHODS = ("inversion", "fast", "screen")
+#: Screening: by default the fast stage rejects at this fraction of α and the inversion decides the rest at the
+#: remaining α − α/5, so that by the union bound at most α of the model's own images are rejected in all.
+SCREEN_SHARE = 0.2
 
 
 class ScoreCache:
-    """Append-only JSON-lines store of inversion scores for one (model weights, settings) pair."""
+    """Append-only JSON-lines store of scores for one (model weights, method and settings) pair.
+
+    Inversion scores are keyed by the inversion settings (as they always were); fast-path scores by
+    :meth:`FastConfig.cache_settings`, which names the method, so the two kinds never share a file.
+    """
 
     def __init__(
         self,
         generator: Generator,
-        config: InversionConfig,
+        config: InversionConfig | FastConfig,
         cache_dir: str | Path | None,
         *,
         weight_hash: str | None = None,
     ) -> None:
         """``weight_hash``: the generator's, when the caller has it already (hashing large weights takes seconds)."""
         self.scores: dict[str, float] = {}
+        self.parts: dict[str, dict] = {}
         self.path: Path | None = None
         if cache_dir is None:
             return
-        settings = json.dumps(config.to_dict(), sort_keys=True)
+        key_settings = config.cache_settings() if isinstance(config, FastConfig) else config.to_dict()
+        settings = json.dumps(key_settings, sort_keys=True)
         weights = weight_hash or generator.weight_hash()
         key = hashlib.sha256(f"{weights}|{settings}|{generator.image_shape}".encode()).hexdigest()
         self.path = Path(cache_dir) / "scores" / f"{key[:32]}.jsonl"
@@ -68,60 +91,73 @@ class ScoreCache:
                 entry = _cache_entry(line)
                 if entry is not None:
                     self.scores[entry[0]] = entry[1]
+                    if entry[2] is not None:
+                        self.parts[entry[0]] = entry[2]
 
     def get(self, sha256: str) -> float | None:
         """The cached score of an image, or None."""
         return self.scores.get(sha256)
 
-    def put(self, sha256: str, score: float) -> None:
-        """Record a score (in memory, and on disk when the cache has a directory)."""
+    def put(self, sha256: str, score: float, parts: dict | None = None) -> None:
+        """Record a score and optionally its parts (in memory, and on disk when the cache has a directory)."""
         self.scores[sha256] = score
+        if parts is not None:
+            self.parts[sha256] = parts
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            entry = {"sha256": sha256, "score": score, **({} if parts is None else {"parts": parts})}
             with self.path.open("a") as f:
-                f.write(("\n" if self._torn else "") + json.dumps({"sha256": sha256, "score": score}) + "\n")
+                f.write(("\n" if self._torn else "") + json.dumps(entry) + "\n")
             self._torn = False
 
 
-def _cache_entry(line: bytes) -> tuple[str, float] | None:
-    """(sha256, score) of one cache line, or None for a line that is cut short, corrupt or not a valid score
-    (NaN, negative, not a number): such an image is simply inverted again and its new line wins."""
+def _cache_entry(line: bytes) -> tuple[str, float, dict | None] | None:
+    """(sha256, score, parts) of one cache line, or None for a line that is cut short, corrupt or not a valid
+    score (NaN, negative, not a number): such an image is simply scored again and its new line wins."""
     try:
         entry = json.loads(line)
         sha256, score = entry["sha256"], entry["score"]
     except (ValueError, KeyError, TypeError):
         return None
     valid = isinstance(sha256, str) and isinstance(score, int | float) and not isinstance(score, bool)
-    return (sha256, float(score)) if valid and math.isfinite(score) and score >= 0 else None
+    parts = entry.get("parts")
+    parts = parts if isinstance(parts, dict) else None
+    return (sha256, float(score), parts) if valid and math.isfinite(score) and score >= 0 else None
 
 
 @dataclass
 class ScoredImage:
-    """An image and its inversion score (``seconds``: wall time since the previous image of its batch finished)."""
+    """An image and its score (``seconds``: wall time since the previous image of its batch finished; ``parts``:
+    the fast score's components ``first``, ``second``, ``homogeneity``, None for inversion scores)."""
 
     image: LoadedImage
     score: float
     seconds: float
     cached: bool
+    parts: dict | None = None
 
 
 def score_loaded(
     generator: Generator,
-    config: InversionConfig,
+    config: InversionConfig | FastConfig,
     images: Sequence[LoadedImage],
     *,
     cache: ScoreCache | None = None,
     progress: bool = False,
 ) -> Iterator[ScoredImage]:
-    """Invert loaded images (cached ones are not recomputed), yielding each as soon as it is scored."""
+    """Score loaded images (cached ones are not recomputed), yielding each as soon as it is scored: inverted
+    with an :class:`InversionConfig`, double-reconstructed with a :class:`FastConfig`."""
     pending = []
     for image in images:
         cached = cache.get(image.sha256) if cache else None
         if cached is not None:
-            yield ScoredImage(image, cached, 0.0, True)
+            yield ScoredImage(image, cached, 0.0, True, cache.parts.get(image.sha256) if cache else None)
         else:
             pending.append(image)
     if not pending:
+        return
+    if isinstance(config, FastConfig):
+        yield from _fast_scored(generator, config, pending, cache)
         return
     tensors = torch.stack([img.tensor() for img in pending])
     keys = [img.sha256 for img in pending]
@@ -134,9 +170,30 @@ def score_loaded(
         last = now
 
 
+def _fast_scored(
+    generator: Generator, config: FastConfig, pending: Sequence[LoadedImage], cache: ScoreCache | None
+) -> Iterator[ScoredImage]:
+    """Fast scores of images not in the cache, a batch at a time (each image gets its share of the batch's time)."""
+    for start in range(0, len(pending), config.batch_size):
+        batch = pending[start : start + config.batch_size]
+        began = time.perf_counter()
+        fast = double_reconstruction(generator, torch.stack([img.tensor() for img in batch]), config)
+        share = (time.perf_counter() - began) / len(batch)
+        for k, image in enumerate(batch):
+            parts = {
+                "first": float(fast.first[k]),
+                "second": float(fast.second[k]),
+                "homogeneity": float(fast.homogeneity[k]),
+            }
+            score = float(fast.scores[k])
+            if cache and math.isfinite(score):
+                cache.put(image.sha256, score, parts)
+            yield ScoredImage(image, score, share, False, parts)
+
+
 def score_paths(
     generator: Generator,
-    config: InversionConfig,
+    config: InversionConfig | FastConfig,
     paths: Sequence[str | Path],
     *,
     cache: ScoreCache | None = None,
@@ -144,20 +201,28 @@ def score_paths(
     on_error: Callable[[str, str], None] | None = None,
 ) -> Iterator[ScoredImage]:
     """Load and score image files chunk by chunk; unreadable files go to ``on_error(path, message)``."""
+    for loaded in load_chunks(generator, paths, on_error):
+        yield from score_loaded(generator, config, loaded, cache=cache, progress=progress)
+
+
+def load_chunks(
+    generator: Generator, paths: Sequence[str | Path], on_error: Callable[[str, str], None] | None = None
+) -> Iterator[list[LoadedImage]]:
+    """Image files loaded at the model's channels and size, :data:`CHUNK` at a time."""
     channels, height, width = generator.image_shape
     for start in range(0, len(paths), CHUNK):
         loaded, errors = load_images(paths[start : start + CHUNK], channels, (height, width))
         for path, message in errors:
             if on_error:
                 on_error(path, message)
-        yield from score_loaded(generator, config, loaded, cache=cache, progress=progress)
+        yield loaded
 
 
 def calibrate(
     generator: Generator,
     n: int = 100,
     *,
-    config: InversionConfig | None = None,
+    config: InversionConfig | FastConfig | None = None,
     seed: int = 0,
     sample_dir: Sequence[str | Path] | None = None,
     reference_real: Sequence[str | Path] | None = None,
@@ -168,9 +233,11 @@ def calibrate(
 
     Images are sampled from the model with ``seed`` and quantised exactly as saving to 8-bit PNG would
     (``sample_dir`` uses the user's saved samples instead, e.g. for models we cannot sample). With
-    ``reference_real``, real images are scored too, enabling the second p-value.
+    ``reference_real``, real images are scored too, enabling the second p-value. A :class:`FastConfig` makes a
+    fast-path calibration (method ``double-reconstruction``: no inversion; the model needs an encoder).
     """
     config = config or InversionConfig()
+    fast = isinstance(config, FastConfig)
     weight_hash = generator.weight_hash()
     cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
     if sample_dir is not None:
@@ -179,8 +246,11 @@ def calibrate(
         source = ",".join(str(p) for p in sample_dir)
     else:
         samples = quantize_8bit(generator.sample(n, seed=seed))
-        keys = [image_key(x) for x in samples]
-        scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
+        if fast:
+            scores = double_reconstruction(generator, samples, config).scores.tolist()
+        else:
+            keys = [image_key(x) for x in samples]
+            scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
         source = "generated"
     reference = None
     if reference_real is not None:
@@ -190,12 +260,14 @@ def calibrate(
         model_id=generator.id,
         weight_hash=weight_hash,
         image_shape=generator.image_shape,
-        inversion=config,
+        inversion=InversionConfig() if fast else config,
         scores=np.array(scores),
         source=source,
         seed=None if sample_dir else seed,
         reference_scores=None if reference is None else np.array(reference),
         reference_source=None if reference_real is None else ",".join(str(p) for p in reference_real),
+        method=FAST if fast else INVERSION,
+        fast=config if fast else None,
     )
 
 
@@ -301,10 +373,19 @@ def decide(
 class Verifier:
     """A generator bound to its calibration: scores images and turns scores into self-contained records.
 
-    ``processed_calibrations``: more calibrations of the same model and inversion settings, each built on the
-    model's own images processed one way (``Calibration.perturbation``, e.g. ``"jpeg:75"``). An image whose file
-    shows processing (:func:`processing_family`) is decided against the calibration that covers it; without one
-    it is ``inconclusive`` (``processing_not_calibrated``).
+    ``method``: ``inversion`` (invert every image; the calibration must be an inversion calibration), ``fast``
+    (AEDR's double-reconstruction score, no optimisation; a fast calibration, a model with an encoder) or
+    ``screen`` (``calibration`` the inversion one, ``fast_calibration`` the fast one: every image gets the fast
+    score first; an image whose fast p-value is at most ``screen_reject`` is ``non_member`` on the fast score
+    alone, one above ``screen_accept`` (None: never) is decided by the fast score too, and every other image is
+    inverted and decided by the inversion at α − ``screen_reject``. By the union bound at most α of the model's
+    own images are rejected in all; ``screen_reject`` defaults to α/5). None: the calibration's own method.
+    A calibration of the other kind is refused. :attr:`stats` counts images per stage.
+
+    ``processed_calibrations``: more calibrations of the same model and settings, each built on the model's own
+    images processed one way (``Calibration.perturbation``, e.g. ``"jpeg:75"``). An image whose file shows
+    processing (:func:`processing_family`) is decided against the calibration that covers it; without one it is
+    ``inconclusive`` (``processing_not_calibrated``). Not with ``screen``.
 
     ``detail_alpha``: an image decided against the pristine calibration whose share of fine detail is this
     unlikely among the model's own images (log-normal tail fitted to ``detail_samples`` of them) is ``inconclusive``
@@ -322,6 +403,10 @@ class Verifier:
         processed_calibrations: Sequence[Calibration] = (),
         detail_alpha: float | None = DEFAULT_ALPHA,
         detail_samples: int = 500,
+        method: str | None = None,
+        fast_calibration: Calibration | None = None,
+        screen_reject: float | None = None,
+        screen_accept: float | None = None,
     ) -> None:
         if not 0 < alpha < 1:
             raise UsageError(f"alpha must be in (0, 1), got {alpha}")
@@ -329,20 +414,53 @@ class Verifier:
             raise UsageError(f"detail_alpha must be in (0, 1) or None, got {detail_alpha}")
         if detail_alpha is not None and detail_samples < 2:
             raise UsageError(f"detail_samples must be at least 2, got {detail_samples}")
+        method = method or ("fast" if calibration.is_fast else "inversion")
+        if method not in METHODS:
+            raise UsageError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        calibration.require_method(FAST if method == "fast" else INVERSION)
+        if method != "inversion":
+            require_encoder(generator)
+        if method == "screen":
+            if fast_calibration is None:
+                raise UsageError("method 'screen' needs a fast calibration (`imgorigin calibrate MODEL --method fast`)")
+            fast_calibration.require_method(FAST)
+            if processed_calibrations:
+                raise UsageError("method 'screen' does not take processed calibrations")
+            screen_reject = alpha * SCREEN_SHARE if screen_reject is None else screen_reject
+            if not 0 <= screen_reject < alpha:
+                raise UsageError(f"screen_reject must be in [0, alpha={alpha}), got {screen_reject}")
+            if screen_accept is not None and not screen_reject < screen_accept <= 1:
+                raise UsageError(f"screen_accept must be in (screen_reject, 1] or None, got {screen_accept}")
+        elif fast_calibration is not None or screen_reject is not None or screen_accept is not None:
+            raise UsageError("fast_calibration, screen_reject and screen_accept belong to method 'screen'")
         weight_hash = generator.weight_hash()  # once: every check and the score cache use it
-        for checked in (calibration, *processed_calibrations):
+        for checked in (calibration, *processed_calibrations, *([fast_calibration] if fast_calibration else [])):
             checked.check_model(generator.id, weight_hash, generator.image_shape)
         for extra in processed_calibrations:
-            if extra.perturbation is None or extra.inversion != calibration.inversion:
+            if (
+                extra.perturbation is None
+                or extra.method != calibration.method
+                or extra.settings != calibration.settings
+            ):
                 raise CalibrationError(
-                    "a processed calibration needs its perturbation set and the main calibration's inversion settings"
+                    "a processed calibration needs its perturbation set and the main calibration's method and settings"
                 )
+        self.method = method
         self.processed_calibrations = list(processed_calibrations)
         self.generator, self.calibration, self.alpha = generator, calibration, alpha
-        self.cache = ScoreCache(generator, calibration.inversion, cache_dir, weight_hash=weight_hash)
+        self.fast_calibration = fast_calibration
+        self.screen_reject, self.screen_accept = screen_reject, screen_accept
+        self.cache = ScoreCache(generator, calibration.settings, cache_dir, weight_hash=weight_hash)
+        self.fast_cache = (
+            ScoreCache(generator, fast_calibration.settings, cache_dir, weight_hash=weight_hash)
+            if fast_calibration is not None
+            else None
+        )
         self._weight_hash = weight_hash
         self.detail_alpha, self.detail_samples, self.cache_dir = detail_alpha, detail_samples, cache_dir
         self._detail: DetailReference | None = None
+        #: Images decided per stage in this verifier's runs: ``fast`` (by the fast score) and ``inversion``.
+        self.stats = {"fast": 0, "inversion": 0}
 
     def detail_p_value(self, image: torch.Tensor) -> float:
         """The p-value of an image ``[C, H, W]`` having as little fine detail as it has, among the model's own
@@ -353,16 +471,25 @@ class Verifier:
             )
         return self._detail.p_value(image)
 
+    def _scorers(self) -> list[tuple[Calibration, ScoreCache]]:
+        """Every (calibration, cache) pair this verifier scores with: one, or two when screening."""
+        pairs = [(self.calibration, self.cache)]
+        if self.fast_calibration is not None and self.fast_cache is not None:
+            pairs.append((self.fast_calibration, self.fast_cache))
+        return pairs
+
     def add_reference_real(self, paths: Sequence[str | Path], progress: bool = False) -> int:
-        """Score reference real images (cached) and use them for the second p-value; returns how many."""
+        """Score reference real images (cached) and use them for the second p-value; returns how many. When
+        screening, they are scored both ways (each calibration gets its own kind of reference scores)."""
         found = find_images(paths)
-        scores = [
-            s.score
-            for s in score_paths(self.generator, self.calibration.inversion, found, cache=self.cache, progress=progress)
-        ]
-        self.calibration.reference_scores = np.sort(np.array(scores))
-        self.calibration.reference_source = ",".join(str(p) for p in paths)
-        return len(scores)
+        for calibration, cache in self._scorers():
+            scores = [
+                s.score
+                for s in score_paths(self.generator, calibration.settings, found, cache=cache, progress=progress)
+            ]
+            calibration.reference_scores = np.sort(np.array(scores))
+            calibration.reference_source = ",".join(str(p) for p in paths)
+        return len(found)
 
     def calibration_for(self, processing: dict) -> Calibration | None:
         """The calibration whose samples were processed as the image's file shows, or None."""
@@ -373,7 +500,13 @@ class Verifier:
         return None
 
     def _decision(
-        self, score: float, image: torch.Tensor, calibration: Calibration, *, calibrated_processing: bool = True
+        self,
+        score: float,
+        image: torch.Tensor,
+        calibration: Calibration,
+        *,
+        calibrated_processing: bool = True,
+        alpha: float | None = None,
     ) -> dict:
         """The decision fields for one image ``[C, H, W]``, with every rule on the image itself applied."""
         p_detail = None
@@ -382,7 +515,7 @@ class Verifier:
         decision = decide(
             score,
             calibration,
-            self.alpha,
+            self.alpha if alpha is None else alpha,
             enough_information=informative(image),
             calibrated_processing=calibrated_processing,
             typical_detail=p_detail is None or p_detail > self.detail_alpha,
@@ -390,11 +523,19 @@ class Verifier:
         decision["p_value_detail"] = p_detail
         return decision
 
-    def record(self, scored: ScoredImage) -> dict:
-        """The self-contained JSON record for one scored image."""
+    def record(
+        self, scored: ScoredImage, *, calibration: Calibration | None = None, alpha: float | None = None
+    ) -> dict:
+        """The self-contained JSON record for one scored image. ``calibration``: the one whose kind of score
+        ``scored`` holds (default: the verifier's main one, or the processed one that covers the image); ``alpha``:
+        the level of this decision (default: the verifier's)."""
         image = scored.image
-        matched = self.calibration_for(image.processing)
-        calibration = matched or self.calibration
+        alpha = self.alpha if alpha is None else alpha
+        if calibration is None:
+            matched = self.calibration_for(image.processing)
+            calibration = matched or self.calibration
+        else:
+            matched = calibration if covers(calibration.perturbation, processing_family(image.processing)) else None
         processing = {**image.processing, "calibration": calibration.perturbation or "pristine"}
         record = {
             "path": image.path,
@@ -406,15 +547,19 @@ class Verifier:
             "processing": processing,
             "model": self.generator.id,
             "weight_hash": self._weight_hash,
-            "method": METHOD,
+            "method": RECORD_METHOD if calibration.is_fast else METHOD,
             "version": __version__,
             "score": scored.score,
-            "alpha": self.alpha,
-            "threshold": calibration.threshold(self.alpha),
+            "alpha": alpha,
+            "threshold": calibration.threshold(alpha),
         }
-        decision = self._decision(scored.score, image.tensor(), calibration, calibrated_processing=matched is not None)
+        decision = self._decision(
+            scored.score, image.tensor(), calibration, calibrated_processing=matched is not None, alpha=alpha
+        )
         decision["reasons"] = list(image.reasons) + decision["reasons"]
         record.update(decision)
+        if calibration.is_fast:
+            record["score_parts"] = scored.parts
         record["seconds"] = round(scored.seconds, 4)
         record["cached"] = scored.cached
         return record
@@ -428,9 +573,15 @@ class Verifier:
             "weight_hash": self._weight_hash,
             "calibration": self.calibration.digest(),
             "alpha": self.alpha,
-            "method": METHOD,
+            "method": {"inversion": METHOD, "fast": RECORD_METHOD, "screen": "screen"}[self.method],
             "version": __version__,
         }
+        if self.method == "screen" and self.fast_calibration is not None:
+            identity["screen"] = {
+                "fast_calibration": self.fast_calibration.digest(),
+                "reject": self.screen_reject,
+                "accept": self.screen_accept,
+            }
         if self.processed_calibrations:
             identity["processed_calibrations"] = [c.digest() for c in self.processed_calibrations]
         if self.detail_alpha is not None:
@@ -444,27 +595,88 @@ class Verifier:
         files, skipped = scan_inputs(paths)
         yield from skipped
         errors: list[dict] = []
-        for scored in score_paths(
-            self.generator,
-            self.calibration.inversion,
-            list(map(str, files)),
-            cache=self.cache,
-            progress=progress,
-            on_error=lambda p, m: errors.append({"path": p, "error": f"{p}: {m}"}),
-        ):
+
+        def on_error(path: str, message: str) -> None:
+            errors.append({"path": path, "error": f"{path}: {message}"})
+
+        for loaded in load_chunks(self.generator, list(map(str, files)), on_error):
             yield from errors
             errors.clear()
-            if math.isfinite(scored.score):
-                yield self.record(scored)
-            else:
-                path = scored.image.path
-                yield {"path": path, "error": f"{path}: the model's reconstruction distance is {scored.score}"}
+            if self.method == "screen":
+                yield from self._screen(loaded, progress)
+                continue
+            stage = "fast" if self.method == "fast" else "inversion"
+            for scored in score_loaded(
+                self.generator, self.calibration.settings, loaded, cache=self.cache, progress=progress
+            ):
+                if math.isfinite(scored.score):
+                    self.stats[stage] += 1
+                    yield self.record(scored)
+                else:
+                    yield _not_a_number(scored)
         yield from errors
 
+    def _screen(self, loaded: Sequence[LoadedImage], progress: bool) -> Iterator[dict]:
+        """Screening records for one chunk: fast-decided images first, then the inverted rest as each finishes."""
+        fast_calibration, reject, accept = self.fast_calibration, self.screen_reject, self.screen_accept
+        assert fast_calibration is not None and reject is not None
+        undecided: list[LoadedImage] = []
+        fast_fields: dict[str, dict] = {}
+        for scored in score_loaded(self.generator, fast_calibration.settings, loaded, cache=self.fast_cache):
+            if not math.isfinite(scored.score):
+                yield _not_a_number(scored)
+                continue
+            record = self.record(scored, calibration=fast_calibration)
+            p = record["p_value"]
+            # the image's own rules (too little information, smoother than the model) make any verdict
+            # inconclusive whatever the score, so the inversion would add nothing
+            own_rule = any(r in record["reasons"] for r in ("too_little_information", "smoother_than_model"))
+            if own_rule or p <= reject or (accept is not None and p > accept):
+                if p <= reject and not own_rule:
+                    record.update(verdict=NON_MEMBER, belongs=False)  # also when p_value_real says "like real"
+                record["screen"] = {"stage": "fast", "alpha": self.alpha, "reject_at": reject, "accept_above": accept}
+                self.stats["fast"] += 1
+                yield record
+            else:
+                undecided.append(scored.image)
+                fast_fields[scored.image.sha256] = {
+                    "score_fast": scored.score,
+                    "p_value_fast": p,
+                    "score_parts_fast": scored.parts,
+                    "seconds_fast": round(scored.seconds, 4),
+                }
+        alpha_inversion = self.alpha - reject
+        for scored in score_loaded(
+            self.generator, self.calibration.settings, undecided, cache=self.cache, progress=progress
+        ):
+            if not math.isfinite(scored.score):
+                yield _not_a_number(scored)
+                continue
+            record = self.record(scored, calibration=self.calibration, alpha=alpha_inversion)
+            record["screen"] = {
+                "stage": "inversion",
+                "alpha": self.alpha,
+                "reject_at": reject,
+                "accept_above": accept,
+                **fast_fields[scored.image.sha256],
+            }
+            self.stats["inversion"] += 1
+            yield record
+
     def verify_tensors(self, images: torch.Tensor) -> list[dict]:
-        """Decisions for in-memory images ``[N, C, H, W]`` in [0, 1] (no file fields)."""
-        result = Inverter(self.generator, self.calibration.inversion)(images)
+        """Decisions for in-memory images ``[N, C, H, W]`` in [0, 1] (no file fields; inversion or fast method)."""
+        if self.method == "screen":
+            raise UsageError("verify_tensors does not screen; use verify_paths")
+        if self.calibration.is_fast:
+            scores = double_reconstruction(self.generator, images, self.calibration.fast).scores
+        else:
+            scores = Inverter(self.generator, self.calibration.inversion)(images).scores
         return [
             {"score": float(s), **self._decision(float(s), image, self.calibration)}
-            for s, image in zip(result.scores, images, strict=True)
+            for s, image in zip(scores, images, strict=True)
         ]
+
+
+def _not_a_number(scored: ScoredImage) -> dict:
+    path = scored.image.path
+    return {"path": path, "error": f"{path}: the model's reconstruction distance is {scored.score}"}
