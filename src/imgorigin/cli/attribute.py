@@ -5,6 +5,7 @@ Also the options and loaders that ``evaluate`` and ``bench attribute`` share wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -14,12 +15,14 @@ import typer
 
 from imgorigin.cli.bind import BIND_HELP
 from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled
+from imgorigin.cli.engine import EngineConfig, engine_options, expand_manifests
 from imgorigin.cli.options import DetailAlphaOpt, detail_level
 from imgorigin.runtime import default_cache_dir
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 
 if TYPE_CHECKING:
     from imgorigin.attribution.attributor import Attributor
+    from imgorigin.distributed.engine import Job
     from imgorigin.twostage import TwoStageAttributor
 
 # Spelled out rather than imported from imgorigin.attribution.openset, which would load scikit-learn for every command.
@@ -138,6 +141,32 @@ def load_two_stage(
     return two_stage
 
 
+def build_source(
+    classifier_dir: str,
+    threshold: float | None,
+    backbone: str | None,
+    batch_size: int,
+    cache_dir: str | None,
+    device: str,
+    two_stage: dict | None,
+) -> Attributor | TwoStageAttributor:
+    """What ``attribute`` decides with (the attributor, or with ``two_stage`` settings the two-stage one), built
+    the way the command builds it: the Ray engine's workers call this."""
+    path = Path(classifier_dir)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    attributor = load_attributor(path, threshold, backbone, batch_size, cache, device)
+    if two_stage is None:
+        return attributor
+    return load_two_stage(path, attributor, device=device, cache_dir=cache, **two_stage)
+
+
+def source_job(source: Attributor | TwoStageAttributor, build: functools.partial) -> Job:
+    """The Ray engine's job for ``attribute``: workers call ``build`` (a partial of :func:`build_source`)."""
+    from imgorigin.distributed.engine import Job
+
+    return Job(build, "attribute_paths", source.identity())
+
+
 def warn_skipped(errors: Iterable[tuple[str, str]]) -> None:
     """One stderr line per (path, message) of an image that could not be used."""
     for path, message in errors:
@@ -237,7 +266,12 @@ def fit(
 
 def attribute(
     classifier_dir: ClassifierDirArg,
-    paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Images, folders (searched recursively) or @FILE: a manifest of paths (text, .csv or .parquet)."
+        ),
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -258,6 +292,8 @@ def attribute(
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = "auto",
+    *,
+    engine: EngineConfig,
 ) -> None:
     """Attribute each image to a known source or 'unknown'; one JSON record per image.
 
@@ -269,6 +305,7 @@ def attribute(
     records hold "error").
     """
     from imgorigin.batch import run_batch
+    from imgorigin.distributed.jobs import path_text
 
     attributor = load_attributor(classifier_dir, threshold, backbone, batch_size, cache_dir, device)
     source = (
@@ -276,14 +313,34 @@ def attribute(
         if confirm
         else attributor
     )
+    settings = {"alpha": alpha, "top_k": top_k, "min_probability": min_probability, "detail_alpha": detail_alpha}
+    build = functools.partial(
+        build_source,
+        path_text(classifier_dir),
+        threshold,
+        backbone,
+        batch_size,
+        path_text(cache_dir),
+        device,
+        settings if confirm else None,
+    )
+    records = engine.decide(
+        lambda files: source.attribute_paths(files, progress=progress_enabled()),
+        lambda: source_job(source, build),
+        progress=progress_enabled(),
+    )
 
     def decide(files: list[Path]) -> Iterator[dict]:
-        for record in source.attribute_paths(files, progress=progress_enabled()):
+        for record in records(files):
             if "error" in record:
                 warn_skipped([(record["path"], record["error"])])
             yield record
 
-    summary = run_batch(paths, decide, output=output, identity=source.identity(), restart=restart, log=echo)
+    summary = run_batch(
+        expand_manifests(paths), decide, output=output, identity=source.identity(), restart=restart, log=echo
+    )
+    if engine.finish(output) is not None:
+        echo(f"parquet: {engine.parquet}")
     echo(summary.line())
     raise typer.Exit(summary.exit_code)
 
@@ -291,4 +348,4 @@ def attribute(
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``fit`` and ``attribute`` to the CLI."""
     app.command()(fit)
-    app.command()(attribute)
+    app.command()(engine_options(attribute))
