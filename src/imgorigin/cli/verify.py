@@ -214,6 +214,14 @@ def verify(
                 f"warning: with {n} reference images no image can be told apart from real ones at "
                 f"alpha={alpha}; give at least {int(1 / alpha)}"
             )
+    if verifier.fast_calibration is not None and verifier.screen_reject is not None:
+        n_fast = verifier.fast_calibration.scores.size
+        if 1 / (n_fast + 1) > verifier.screen_reject:
+            echo(
+                f"warning: with {n_fast} fast calibration samples no fast p-value reaches --screen-reject "
+                f"{verifier.screen_reject:g}: every image is inverted; calibrate with at least "
+                f"{int(1 / verifier.screen_reject)} samples"
+            )
     streamed: list[dict] = []  # the report's records when they go to stdout and cannot be read back
 
     def decide(files: list[Path]) -> Iterator[dict]:
