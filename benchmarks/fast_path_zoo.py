@@ -190,8 +190,11 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--n-invert", type=int, default=0, help="invert (and screen) only the first N per set (0: all)")
     parser.add_argument("--out", type=Path, default=Path("runs/fast-path/zoo.json"))
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 for ldm: batched linalg.solve hangs at 2, see the doc)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     def log(message: str) -> None:
         print(message, flush=True)

@@ -164,6 +164,13 @@ def test_screen_inverts_only_what_the_fast_score_cannot_reject(setup, tmp_path):
         else:  # rejected by the fast score, or smoother than the model (inconclusive whatever the score)
             assert r["method"] == "aedr-double-reconstruction"
             assert r["verdict"] == "non-member" or "smoother_than_model" in r["reasons"]
+    # a JPEG file: neither calibration covers its processing, so it is inconclusive at the fast stage, not inverted
+    from PIL import Image
+
+    Image.open(root / "members" / "00.png").convert("L").save(tmp_path / "member.jpg", quality=90)
+    (jpeg,) = list(verifier.verify_paths([tmp_path / "member.jpg"]))
+    assert jpeg["verdict"] == "inconclusive" and "processing_not_calibrated" in jpeg["reasons"]
+    assert jpeg["screen"]["stage"] == "fast" and verifier.stats["inversion"] == 8
     identity = verifier.identity()
     assert identity["method"] == "screen" and identity["screen"]["fast_calibration"] == fast_cal.digest()
     with pytest.raises(UsageError):

@@ -56,6 +56,8 @@ METHODS = ("inversion", "fast", "screen")
 #: Screening: by default the fast stage rejects at this fraction of α and the inversion decides the rest at the
 #: remaining α − α/5, so that by the union bound at most α of the model's own images are rejected in all.
 SCREEN_SHARE = 0.2
+#: Reasons that make a screening verdict ``inconclusive`` at the fast stage: they hold for the inversion as well.
+SCREEN_FINAL_REASONS = ("too_little_information", "smoother_than_model", "processing_not_calibrated")
 
 
 class ScoreCache:
@@ -628,12 +630,11 @@ class Verifier:
                 continue
             record = self.record(scored, calibration=fast_calibration)
             p = record["p_value"]
-            # the image's own rules (too little information, smoother than the model) make any verdict
-            # inconclusive whatever the score, so the inversion would add nothing
-            own_rule = any(r in record["reasons"] for r in ("too_little_information", "smoother_than_model"))
+            # the image's own rules (too little information, smoother than the model, processing no calibration
+            # covers: screening takes no processed calibrations) make any verdict inconclusive whatever the score,
+            # so the inversion would add nothing
+            own_rule = any(r in record["reasons"] for r in SCREEN_FINAL_REASONS)
             if own_rule or p <= reject or (accept is not None and p > accept):
-                if p <= reject and not own_rule:
-                    record.update(verdict=NON_MEMBER, belongs=False)  # also when p_value_real says "like real"
                 record["screen"] = {"stage": "fast", "alpha": self.alpha, "reject_at": reject, "accept_above": accept}
                 self.stats["fast"] += 1
                 yield record
