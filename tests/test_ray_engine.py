@@ -124,6 +124,18 @@ def test_verification_on_ray_gives_the_local_records_and_an_error_record_per_cor
     assert all(not r["cached"] for r in records.values() if "cached" in r)
 
 
+def test_verify_cli_on_ray_writes_the_local_engine_file(world, tmp_path):
+    argv = ["verify", str(world / "model.pt"), str(world / "images"), "-c", str(world / "cal.json"), "--device", "cpu"]
+    local = CliRunner().invoke(app, [*argv, "-o", str(tmp_path / "local.jsonl"), "--cache-dir", str(tmp_path / "cl")])
+    on_ray = CliRunner().invoke(
+        app, [*argv, "-o", str(tmp_path / "ray.jsonl"), "--cache-dir", str(tmp_path / "cr"), *RAY]
+    )
+    assert local.exit_code == on_ray.exit_code == 1, local.output + on_ray.output  # 1: some files unreadable
+    assert _differences(tmp_path / "ray.jsonl", tmp_path / "local.jsonl", rel=1e-3) == []
+    records = list(read_records(tmp_path / "ray.jsonl"))
+    assert sum("error" in r for r in records) == 3 and sum("verdict" in r for r in records) == 48
+
+
 def test_attribute_and_confirm_on_ray_write_the_local_engine_file(world, tmp_path):
     train = tmp_path / "train"
     for label, seed in (("a", 1), ("b", 2)):

@@ -13,6 +13,7 @@ import typer
 
 from imgorigin.batch import run_batch
 from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled, run_context
+from imgorigin.cli.engine import EngineConfig, engine_options, expand_manifests
 from imgorigin.cli.options import DetailAlphaOpt, detail_level, open_unit_interval, settings_options
 from imgorigin.records import read_records
 from imgorigin.runtime import default_cache_dir, resolve_device
@@ -104,7 +105,12 @@ def calibrate(
 
 def verify(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
-    paths: Annotated[list[Path], typer.Argument(help="Images or folders (searched recursively).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Images, folders (searched recursively) or @FILE: a manifest of paths (text, .csv, .parquet)."
+        ),
+    ],
     calibration: Annotated[
         Path | None,
         typer.Option(
@@ -175,6 +181,8 @@ def verify(
     detail_alpha: DetailAlphaOpt = DEFAULT_DETAIL_ALPHA,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[Path | None, typer.Option(help="Score cache folder.")] = None,
+    *,
+    engine: EngineConfig,
 ) -> None:
     """Decide for each image whether MODEL generated it; one JSON record per image.
 
@@ -224,14 +232,24 @@ def verify(
             )
     streamed: list[dict] = []  # the report's records when they go to stdout and cannot be read back
 
+    from imgorigin.distributed.jobs import path_text, verifier_job
+
+    records = engine.decide(
+        lambda files: verifier.verify_paths(files, progress=progress_enabled()),
+        lambda: verifier_job(verifier, model, device=device, cache_dir=path_text(cache_dir)),
+        progress=progress_enabled(),
+    )
+
     def decide(files: list[Path]) -> Iterator[dict]:
-        for record in verifier.verify_paths(files, progress=progress_enabled()):
+        for record in records(files):
             if output is None and report is not None:
                 streamed.append(record)
             yield record
 
     began = time.perf_counter()
-    summary = run_batch(paths, decide, output=output, identity=verifier.identity(), restart=restart, log=echo)
+    summary = run_batch(
+        expand_manifests(paths), decide, output=output, identity=verifier.identity(), restart=restart, log=echo
+    )
     elapsed = time.perf_counter() - began
     if report is not None:
         from imgorigin.report import write_report
@@ -240,8 +258,12 @@ def verify(
         records = read_records(output) if output else streamed
         write_report(report, [(generator.id, cal, records)], alpha, context=context)
         echo(f"report: {report}")
+    if engine.finish(output) is not None:
+        echo(f"parquet: {engine.parquet}")
     echo(summary.line())
-    if method != VerifyMethod.inversion:
+    if (
+        method != VerifyMethod.inversion and engine.engine == "local"
+    ):  # with Ray the per-stage counts stay on the workers
         echo(screen_line(verifier.stats, elapsed))
     raise typer.Exit(summary.exit_code)
 
@@ -301,5 +323,5 @@ def bench_verify(
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add the verification commands to the CLI."""
     app.command()(settings_options(InversionConfig, into="inversion", panel=INVERSION_PANEL)(calibrate))
-    app.command()(verify)
+    app.command()(engine_options(verify))
     bench_app.command("verify")(bench_verify)
