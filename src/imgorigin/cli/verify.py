@@ -261,9 +261,8 @@ def verify(
     if engine.finish(output) is not None:
         echo(f"parquet: {engine.parquet}")
     echo(summary.line())
-    if (
-        method != VerifyMethod.inversion and engine.engine == "local"
-    ):  # with Ray the per-stage counts stay on the workers
+    # with Ray the per-stage counts of --method fast/screen stay on the workers
+    if method != VerifyMethod.inversion and engine.engine == "local":
         echo(screen_line(verifier.stats, elapsed))
     raise typer.Exit(summary.exit_code)
 
