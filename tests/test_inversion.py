@@ -199,3 +199,25 @@ def test_retries_give_failed_images_fresh_starts_and_keep_the_best(generator):
     np.testing.assert_array_equal(again.steps[~passed & (again.scores > threshold)], 4 * 8)  # 1 + 3 attempts
     with torch.no_grad():  # the returned latent is the best attempt's
         np.testing.assert_allclose(mse(generator.decode(again.latents), images).numpy(), again.scores, rtol=1e-4)
+
+
+def test_spd_solve_batched_above_128_at_two_threads_returns_and_is_exact():
+    # torch 2.13's batched float64 LU hangs there (oneMKL DLASWP error); run in a child so a hang fails, not stalls
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from imgorigin.verification.inversion import spd_solve
+torch.set_num_threads(2)
+g = torch.Generator().manual_seed(0)
+a = torch.randn(4, 196, 196, dtype=torch.float64, generator=g)
+a = a @ a.mT + 196 * torch.eye(196, dtype=torch.float64)
+a[3] = torch.diag(torch.linspace(-1.0, 1.0, 196, dtype=torch.float64)) + 1e-3  # not positive-definite
+b = torch.randn(4, 196, 1, dtype=torch.float64, generator=g)
+x = spd_solve(a, b)
+print(float((a @ x - b).abs().max()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-8
