@@ -76,6 +76,9 @@ def test_demo_prints_a_table_and_writes_a_report(tmp_path):
     by_source = {r["path"].split("/")[-1].rsplit("_", 1)[0]: r for r in records}
     assert by_source["dcgan"]["verdict"] == "member"
     assert by_source["real"]["verdict"] == "non-member"
+    # the VAE's image is smoother than any DCGAN image: no verdict from zoo:dcgan, and the demo says why
+    assert by_source["vae"]["verdict"] == "inconclusive" and "smoother_than_model" in by_source["vae"]["reasons"]
+    assert "inconclusive: smoother_than_model: less fine detail" in " ".join(result.output.split())
 
 
 def test_a_zoo_model_without_calibration_says_why(tmp_path):

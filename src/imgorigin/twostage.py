@@ -41,12 +41,12 @@ import torch
 from imgorigin.attribution.attributor import Attributor
 from imgorigin.attribution.openset import OpenSetClassifier
 from imgorigin.errors import UsageError
-from imgorigin.labels import INCONCLUSIVE, MEMBER, REJECTED, UNKNOWN
+from imgorigin.labels import INCONCLUSIVE, INCONCLUSIVE_REASONS, MEMBER, REJECTED, UNKNOWN
 from imgorigin.runtime import resolve_device
 from imgorigin.verification.calibration import Calibration
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 from imgorigin.verification.sources import default_calibration, load_generator
-from imgorigin.verification.verifier import INCONCLUSIVE_REASONS, Verifier
+from imgorigin.verification.verifier import Verifier
 
 BINDINGS_FILE = "bindings.json"
 #: Feature confidence above which a disagreement between the stages is named in the reason codes.

@@ -9,6 +9,7 @@ import typer
 
 from imgorigin.cli.common import DeviceOpt, progress_enabled, run_context
 from imgorigin.cli.options import open_unit_interval
+from imgorigin.labels import INCONCLUSIVE, INCONCLUSIVE_REASONS
 from imgorigin.runtime import resolve_device
 
 #: Models the demo verifies against, and the sources of its images (real + zoo samples).
@@ -88,6 +89,16 @@ def demo(
         table.add_row(Path(path).name, source_of[path], *cells)
     console = Console()
     console.print(table)
+    reasons = {
+        reason
+        for by_path in verdicts.values()
+        for r in by_path.values()
+        if r.get("verdict") == INCONCLUSIVE
+        for reason in r["reasons"]
+        if reason in INCONCLUSIVE_REASONS
+    }
+    for reason in sorted(reasons):
+        console.print(f"[yellow]inconclusive[/]: {reason}: {INCONCLUSIVE_REASONS[reason]}")
     console.print(f"records: {out}/results_*.jsonl   report: {report}")
 
 

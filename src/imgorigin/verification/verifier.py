@@ -41,14 +41,6 @@ from imgorigin.verification.inversion import InversionConfig, Inverter, image_ke
 from imgorigin.version import __version__
 
 METHOD = "ronan-inversion"
-#: The reason codes that make a verdict ``inconclusive`` (set by :func:`decide`).
-INCONCLUSIVE_REASONS = (
-    "too_little_information",
-    "processing_not_calibrated",
-    "smoother_than_model",
-    "overlaps_real_reference",
-    "reference_set_too_small",
-)
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
 CHUNK = 256
 #: What ``Verifier(method=...)`` accepts: inversion only, the fast path only, or fast screening then inversion.
