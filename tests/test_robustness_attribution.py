@@ -201,3 +201,33 @@ def test_cli_keeps_verification_the_default_and_puts_attribution_beside_it(tmp_p
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b" / "attribution" / "results.json").is_file() and len(calls) == 2
     assert "verification table" in result.stdout and "| none |" in result.stdout
+
+
+def test_confirm_gives_two_stage_answers_with_the_verifiers_rules(tmp_path):
+    """--confirm: the known generators bound to their zoo models; resized members get no confident label."""
+    grid = robustness.parse_grid("none,resize:0.5")
+    results = robustness_attribution.run(
+        tmp_path / "out",
+        grid=grid,
+        known=KNOWN,
+        unknown=UNKNOWN,
+        n_train=N_TRAIN,
+        n_test=3,
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+        real_images=data.subset_images(),
+        log=lambda message: None,
+        confirm=True,
+        **OPTIONS,
+    )
+    none, resized = results["rows"]
+    assert results["settings"]["mode"] == "two-stage" and results["settings"]["alpha"] == 0.05
+    for row in (none, resized):
+        assert sum(row["rules"].values()) == 3 * 3 + 2 * 3 and row["verifications"] >= 2 * 3
+    # pristine: both bound generators' own samples are confirmed by their models
+    assert none["per_class_accuracy"]["dcgan"] == 1 and none["per_class_accuracy"]["vae"] == 1
+    # resized 0.5x and back: the DCGAN's verifier calls its own members inconclusive (smoother_than_model), so no
+    # DCGAN sample is given a label by verification
+    assert resized["per_class_accuracy"]["dcgan"] == 0 and resized["rules"].get("conflict", 0) >= 3
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "Two-stage (`--confirm`)" in text and text.count("| resize:0.5 |") == 1

@@ -11,6 +11,11 @@ closed-set accuracy, AUROC known-vs-unknown, OSCR, TPR at 5 % FPR and the operat
 
 Features are cached by image content (``cache_dir``), so a rerun embeds nothing it has embedded before. The
 classifier never sees processed images: the table says what processing it was not trained on does to it.
+
+With ``confirm``, the answers are two-stage attribution's: every known generator is bound to its model (the zoo
+model and its shipped calibration unless ``bindings`` says otherwise) and verification confirms the features'
+short-list, with the verifier's own rules for processed files (``processing_not_calibrated``,
+``smoother_than_model``: such a candidate is ``inconclusive``, and so is the answer when no other accepts).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +46,8 @@ from imgorigin.benchmarks.robustness import (
 )
 from imgorigin.errors import UsageError
 from imgorigin.labels import UNKNOWN
-from imgorigin.runtime import resolve_device
+from imgorigin.runtime import default_cache_dir, resolve_device
+from imgorigin.twostage import Binding, TwoStageAttributor
 
 #: Seeds of the zoo samples the classifier is fitted on and of the fresh test samples (not verification's).
 TRAIN_SEED = 5_000
@@ -92,6 +98,9 @@ def run(
     device: str | torch.device | None = "cpu",
     sample: Callable[[str, int, int], torch.Tensor] | None = None,
     real_images: torch.Tensor | None = None,
+    confirm: bool = False,
+    bindings: Mapping[str, Binding] | None = None,
+    alpha: float = 0.05,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Fit once on pristine images, evaluate on each grid point; writes ``out/results.json``, ``out/results.md``
@@ -100,7 +109,8 @@ def run(
     ``sample(name, n, seed)`` (images ``[n, 1, H, W]`` in [0, 1]) defaults to :func:`imgorigin.zoo.sample`;
     ``real_images`` to the Fashion-MNIST test split (the shipped 200-image subset when the split is not
     installed): its first ``n_train`` images are trained on, the next ``n_test`` tested. ``layer`` None: the
-    backbone's default layer. ``cache_dir`` None: the default feature cache."""
+    backbone's default layer. ``cache_dir`` None: the default feature cache (and, with ``confirm``, score cache).
+    ``bindings`` (with ``confirm``): label → model binding, default ``zoo:NAME`` for every known generator."""
     known, unknown = list(known), list(unknown)
     check_sources(known, unknown)
     if n_train < 2 or n_test < 1:
@@ -154,7 +164,16 @@ def run(
         )
         fit_seconds = round(time.perf_counter() - fit_start, 1)
         log(f"fitted {classifier} ({rejection}) on {backbone} layer {layer_name} in {fit_seconds} s")
-        rows = [_point(attributor, perturbation, test_codes, known, unknown, out, log) for perturbation in grid]
+        two_stage = None
+        if confirm:
+            bound = bindings if bindings is not None else {name: Binding(name, f"zoo:{name}") for name in known}
+            two_stage = TwoStageAttributor(
+                attributor, bound, alpha=alpha, device=device, cache_dir=cache_dir or default_cache_dir()
+            )
+            two_stage.load_verifiers()
+        rows = [
+            _point(attributor, perturbation, test_codes, known, unknown, out, log, two_stage) for perturbation in grid
+        ]
     results: dict[str, Any] = {
         "settings": {
             "grid": [p.name for p in grid],
@@ -173,6 +192,8 @@ def run(
             "train_seed": TRAIN_SEED,
             "test_seed": TEST_SEED,
             "training_errors": len(attributor.classifier.training_.errors),
+            "mode": "two-stage" if confirm else "features",
+            "alpha": alpha if confirm else None,
         },
         "rows": rows,
         "fit_seconds": fit_seconds,
@@ -193,8 +214,10 @@ def _point(
     unknown: Sequence[str],
     out: Path,
     log: Callable[[str], None],
+    two_stage: TwoStageAttributor | None = None,
 ) -> dict[str, Any]:
-    """One grid point: the test sets written processed, evaluated as ``imgorigin evaluate`` would."""
+    """One grid point: the test sets written processed, evaluated as ``imgorigin evaluate`` (``--confirm``
+    with ``two_stage``) would."""
     point_start = time.perf_counter()
     folder = out / "images" / folder_name(perturbation)
     known_paths = {
@@ -205,7 +228,7 @@ def _point(
         name: write_set(test_codes[name], perturbation, folder / "unknown" / name, seed=hash_seed(name))
         for name in unknown
     }
-    metrics = evaluate(attributor, known_paths, unknown_paths).metrics
+    metrics = evaluate(attributor, known_paths, unknown_paths, two_stage=two_stage).metrics
     row: dict[str, Any] = {"perturbation": perturbation.kind, "strength": perturbation.strength}
     row["name"] = perturbation.name
     row |= {key: metrics[key] for key in METRICS}
@@ -214,6 +237,9 @@ def _point(
     row["known_most_often_called"] = _most_often_called(metrics["confusion_matrix"], list(row["per_class_accuracy"]))
     row["n_images"] = metrics["n_images"]
     row["errors"] = len(metrics["errors"])
+    if two_stage is not None:
+        row["verifications"] = metrics["two_stage"]["verifications"]
+        row["rules"] = metrics["two_stage"]["rules"]
     row["seconds"] = round(time.perf_counter() - point_start, 1)
     log(
         f"{perturbation.name}: accuracy {row['closed_set_accuracy']:.3f}, AUROC {row['auroc']:.3f}, "
@@ -240,6 +266,7 @@ def markdown(results: dict[str, Any]) -> str:
     """results.md: the settings and one table line per grid point."""
     s = results["settings"]
     unknown = s["unknown"]
+    confirm = s["mode"] == "two-stage"
     lines = [
         "# Open-set attribution under perturbation",
         "",
@@ -248,11 +275,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"pristine PNGs: {s['n_train']} images of each known class ({', '.join(s['known'])}). Tested on "
         f"{s['n_test']} fresh images of each known class and of each unknown source ({', '.join(unknown)}), "
         f"processed as each row says. Wall time {results['wall_seconds']:.0f} s (fit {results['fit_seconds']:.0f} s) "
-        f"on {results['machine']['cpu_cores']} CPU cores.",
+        f"on {results['machine']['cpu_cores']} CPU cores."
+        + (
+            f" Two-stage (`--confirm`): every known generator bound to its model, verified at α = {s['alpha']}."
+            if s["mode"] == "two-stage"
+            else ""
+        ),
         "",
         "| perturbation | closed-set accuracy | AUROC | OSCR | TPR@5%FPR | known accepted | unknown rejected "
-        f"| rejected: {' / '.join(unknown)} | known images mostly called |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| rejected: {' / '.join(unknown)} | known images mostly called |" + (" verifications |" if confirm else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if confirm else ""),
     ]
     for row in results["rows"]:
         per_source = " / ".join(_pct(row["per_unknown_source"][name]["rejected"]) for name in unknown)
@@ -261,6 +293,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['name']} | {_pct(row['closed_set_accuracy'])} | {row['auroc']:.3f} | {row['oscr']:.3f} "
             f"| {_pct(row['tpr_at_5_fpr'])} | {_pct(row['known_accepted'])} | {_pct(row['unknown_rejected'])} "
             f"| {per_source} | {called['label']} ({_pct(called['fraction'])}) |"
+            + (f" {row['verifications']} |" if confirm else "")
         )
     lines.append("")
     return "\n".join(lines)

@@ -94,6 +94,14 @@ def bench_robustness(
         ),
     ] = "msp",
     seed: Annotated[int, typer.Option(help="Attribution: seed of the classifier's validation split and folds.")] = 0,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm",
+            help="Attribution: two-stage answers (every --known generator bound to its zoo model and shipped "
+            "calibration, verified at --alpha); costs inversions, so use a small --n-test and --grid.",
+        ),
+    ] = False,
     batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None,
     device: DeviceOpt = "auto",
@@ -140,6 +148,8 @@ def bench_robustness(
             batch_size=batch_size,
             cache_dir=cache_dir,
             device=resolve_device(device),
+            confirm=confirm,
+            alpha=alpha,
             log=log,
         )
         typer.echo((target / "results.md").read_text())
