@@ -104,21 +104,28 @@ def main() -> None:
     z_true = torch.randn((args.members, *base.latent_shape), generator=torch.Generator().manual_seed(args.seed))
     real = data.test_images()[args.real_offset : args.real_offset + args.real]
     with torch.no_grad():
-        members = {clip: quantize_8bit(variants[name].decode(z_true)) for clip, name in
-                   (("clip", "clip/exact"), ("noclip", "noclip/ddim-inv"))}
-    results: dict = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                     "timesteps": base.timesteps, "variants": {}}
+        members = {
+            clip: quantize_8bit(variants[name].decode(z_true))
+            for clip, name in (("clip", "clip/exact"), ("noclip", "noclip/ddim-inv"))
+        }
+    results: dict = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "timesteps": base.timesteps,
+        "variants": {},
+    }
 
     # (a) clipping per step, members' chains of the shipped sampler
     results["clip_fraction_per_step"] = dict(zip(map(str, base.timesteps), clip_fractions(base, z_true), strict=True))
     print("(a) fraction of pixels with |x0_pred| > 1, shipped (clipped) chain of the members:")
     print("| t | " + " | ".join(map(str, base.timesteps)) + " |")
     print("|---|" + "---|" * len(base.timesteps))
-    print("| clipped | " + " | ".join(f"{v:.3f}" for v in results["clip_fraction_per_step"].values()) + " |\n",
-          flush=True)
+    print(
+        "| clipped | " + " | ".join(f"{v:.3f}" for v in results["clip_fraction_per_step"].values()) + " |\n", flush=True
+    )
 
-    config = InversionConfig(steps=args.steps, restarts=1, init="encoder", prune_after=0, patience=args.steps,
-                             refine_steps=0)
+    config = InversionConfig(
+        steps=args.steps, restarts=1, init="encoder", prune_after=0, patience=args.steps, refine_steps=0
+    )
     rows = []
     for name, gen in variants.items():
         clock = time.perf_counter()
@@ -135,8 +142,9 @@ def main() -> None:
         # (b) fixed inversion budget
         result = invert(gen, torch.cat([mem, real]), config)
         s_mem, s_real = result.scores[: len(mem)], result.scores[len(mem) :]
-        record.update(best_mse_members=s_mem.tolist(), best_mse_real=s_real.tolist(),
-                      auroc=float(auroc(-s_mem, -s_real)))
+        record.update(
+            best_mse_members=s_mem.tolist(), best_mse_real=s_real.tolist(), auroc=float(auroc(-s_mem, -s_real))
+        )
         # (c) from the true x_T and from x_T + noise, two learning rates
         noise = args.noise * torch.randn(z_true.shape, generator=torch.Generator().manual_seed(args.seed + 1))
         for lr in (0.2, 0.02):
@@ -144,31 +152,43 @@ def main() -> None:
             best, final, z_end = adam_from(gen, starts, torch.cat([mem, mem]), args.true_steps, lr)
             n = len(mem)
             drift = per_image_mse(z_end, torch.cat([z_true, z_true]))
-            record[f"from_true_lr{lr}"] = {"best_mse": best[:n].tolist(), "final_mse": final[:n].tolist(),
-                                           "latent_mse_end": drift[:n].tolist()}
-            record[f"from_noisy_lr{lr}"] = {"best_mse": best[n:].tolist(), "final_mse": final[n:].tolist(),
-                                            "latent_mse_end": drift[n:].tolist(),
-                                            "latent_mse_start": per_image_mse(z_true + noise, z_true).tolist()}
+            record[f"from_true_lr{lr}"] = {
+                "best_mse": best[:n].tolist(),
+                "final_mse": final[:n].tolist(),
+                "latent_mse_end": drift[:n].tolist(),
+            }
+            record[f"from_noisy_lr{lr}"] = {
+                "best_mse": best[n:].tolist(),
+                "final_mse": final[n:].tolist(),
+                "latent_mse_end": drift[n:].tolist(),
+                "latent_mse_start": per_image_mse(z_true + noise, z_true).tolist(),
+            }
         record["seconds"] = time.perf_counter() - clock
         results["variants"][name] = record
         rows.append((name, record))
         print(f"{name}: done in {record['seconds']:.0f} s", flush=True)
 
     print("\n(b)-(d) medians (members: own samples of that chain; real: Fashion-MNIST test):")
-    print("| sampler | AUROC (b) | best MSE members (b) | best MSE real (b) | enc cos to x_T (d) | enc latent MSE (d) "
-          "| enc recon members | enc recon real | x_T start: final MSE lr0.2 (c) | lr0.02 | x_T+noise: best MSE lr0.2 "
-          "| lr0.02 | x_T+noise: latent MSE end, lr0.02 |")
+    print(
+        "| sampler | AUROC (b) | best MSE members (b) | best MSE real (b) | enc cos to x_T (d) | enc latent MSE (d) "
+        "| enc recon members | enc recon real | x_T start: final MSE lr0.2 (c) | lr0.02 | x_T+noise: best MSE lr0.2 "
+        "| lr0.02 | x_T+noise: latent MSE end, lr0.02 |"
+    )
     print("|---" * 13 + "|")
     for name, r in rows:
-        print(f"| {name} | {r['auroc']:.3f} | {med(r['best_mse_members']):.2e} | {med(r['best_mse_real']):.2e} "
-              f"| {med(r['encoder_cos_to_true']):.3f} | {med(r['encoder_latent_mse_to_true']):.3f} "
-              f"| {med(r['encoder_recon_members']):.2e} | {med(r['encoder_recon_real']):.2e} "
-              f"| {med(r['from_true_lr0.2']['final_mse']):.2e} | {med(r['from_true_lr0.02']['final_mse']):.2e} "
-              f"| {med(r['from_noisy_lr0.2']['best_mse']):.2e} | {med(r['from_noisy_lr0.02']['best_mse']):.2e} "
-              f"| {med(r['from_noisy_lr0.02']['latent_mse_end']):.3f} |")
+        print(
+            f"| {name} | {r['auroc']:.3f} | {med(r['best_mse_members']):.2e} | {med(r['best_mse_real']):.2e} "
+            f"| {med(r['encoder_cos_to_true']):.3f} | {med(r['encoder_latent_mse_to_true']):.3f} "
+            f"| {med(r['encoder_recon_members']):.2e} | {med(r['encoder_recon_real']):.2e} "
+            f"| {med(r['from_true_lr0.2']['final_mse']):.2e} | {med(r['from_true_lr0.02']['final_mse']):.2e} "
+            f"| {med(r['from_noisy_lr0.2']['best_mse']):.2e} | {med(r['from_noisy_lr0.02']['best_mse']):.2e} "
+            f"| {med(r['from_noisy_lr0.02']['latent_mse_end']):.3f} |"
+        )
     results["seconds"] = time.perf_counter() - started
-    print(f"\nquantisation floor 1.3e-6; noise std {args.noise} (latent MSE at start {args.noise**2:.3f}); "
-          f"total {results['seconds']:.0f} s")
+    print(
+        f"\nquantisation floor 1.3e-6; noise std {args.noise} (latent MSE at start {args.noise**2:.3f}); "
+        f"total {results['seconds']:.0f} s"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
 
