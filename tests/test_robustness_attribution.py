@@ -26,14 +26,14 @@ GRID = robustness.parse_grid("none,jpeg:75,scaled:2,noise:0.05")
 OPTIONS = {"backbone": "spectrum", "layer": "grid", "classifier": "linear", "rejection": "msp", "seed": 0}
 
 
-def _run(out: Path, cache: Path, **options):
+def _run(out: Path, cache: Path, *, grid=GRID, n_test: int = N_TEST, **options):
     return robustness_attribution.run(
         out,
-        grid=GRID,
+        grid=grid,
         known=KNOWN,
         unknown=UNKNOWN,
         n_train=N_TRAIN,
-        n_test=N_TEST,
+        n_test=n_test,
         cache_dir=cache,
         device="cpu",
         real_images=data.subset_images(),
@@ -206,20 +206,7 @@ def test_cli_keeps_verification_the_default_and_puts_attribution_beside_it(tmp_p
 def test_confirm_gives_two_stage_answers_with_the_verifiers_rules(tmp_path):
     """--confirm: the known generators bound to their zoo models; resized members get no confident label."""
     grid = robustness.parse_grid("none,resize:0.5")
-    results = robustness_attribution.run(
-        tmp_path / "out",
-        grid=grid,
-        known=KNOWN,
-        unknown=UNKNOWN,
-        n_train=N_TRAIN,
-        n_test=3,
-        cache_dir=tmp_path / "cache",
-        device="cpu",
-        real_images=data.subset_images(),
-        log=lambda message: None,
-        confirm=True,
-        **OPTIONS,
-    )
+    results = _run(tmp_path / "out", tmp_path / "cache", grid=grid, n_test=3, confirm=True)
     none, resized = results["rows"]
     assert results["settings"]["mode"] == "two-stage" and results["settings"]["alpha"] == 0.05
     for row in (none, resized):
