@@ -14,6 +14,7 @@ from imgorigin import zoo
 from imgorigin.cli import app as cli
 from imgorigin.errors import UsageError
 from imgorigin.images import save_png
+from imgorigin.verification import detail
 from imgorigin.verification.detail import DetailReference, upper_band_fraction
 from imgorigin.verification.generators.torch_module import ModuleGenerator
 from imgorigin.verification.inversion import InversionConfig
@@ -73,9 +74,13 @@ def test_own_images_pass_resized_ones_are_flagged(generator, tmp_path):
     assert np.mean(p_own <= 1e-3) <= 0.01
     p_resized = np.array([reference.p_value(_resized_back(x)) for x in fresh[:40]])
     assert np.mean(p_resized <= 1e-3) >= 0.95
-    # cached by weights and n: the second reference is read back, a corrupt file is sampled again
+    # once per process: the same object; on disk by weights and n: read back in a new process (the in-process
+    # memo cleared here), and a corrupt file is sampled again
+    assert DetailReference.from_generator(generator, 300) is reference
     (cached,) = (tmp_path / "detail").iterdir()
+    detail._REFERENCES.clear()
     assert np.array_equal(DetailReference.from_generator(generator, 300, cache_dir=tmp_path).values, reference.values)
+    detail._REFERENCES.clear()
     cached.write_bytes(b"not an array")
     assert np.array_equal(DetailReference.from_generator(generator, 300, cache_dir=tmp_path).values, reference.values)
     assert DetailReference.from_generator(generator, 50, cache_dir=tmp_path).values.size == 50

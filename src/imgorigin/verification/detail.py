@@ -28,6 +28,8 @@ UPPER_BAND = 0.25
 REFERENCE_SEED = 7919
 #: Version of the statistic, part of the on-disk cache key: a change to it must not reuse old references.
 STATISTIC = "upper-band-energy/1"
+#: References already built in this process, by weights, shape, n and statistic.
+_REFERENCES: dict[str, DetailReference] = {}
 #: The default level of the check (``Verifier(detail_alpha=...)``, ``--detail-alpha``): see DetailReference.
 DEFAULT_ALPHA = 1e-3
 #: Fractions are compared in log space no finer than this (a flat image has none; it is flagged elsewhere).
@@ -70,13 +72,21 @@ class DetailReference:
     def from_generator(
         cls, generator: Generator, n: int, *, cache_dir: str | Path | None = None, weight_hash: str | None = None
     ) -> DetailReference:
-        """Sample ``n`` images from the model (seed :data:`REFERENCE_SEED`); with ``cache_dir`` the values are
-        kept on disk, keyed by weights, shape, ``n`` and statistic, so only the first run pays for sampling."""
-        path = None
-        if cache_dir is not None:
-            weights = weight_hash or generator.weight_hash()
-            key = hashlib.sha256(f"{weights}|{generator.image_shape}|{n}|{STATISTIC}".encode()).hexdigest()
-            path = Path(cache_dir) / "detail" / f"{key[:32]}.npy"
+        """Sample ``n`` images from the model (seed :data:`REFERENCE_SEED`), once per process for the same weights,
+        shape and ``n`` (every verifier of a model, e.g. one per α, shares it); with ``cache_dir`` the values are
+        also kept on disk, so only the first run pays for sampling."""
+        weights = weight_hash or generator.weight_hash()
+        key = hashlib.sha256(f"{weights}|{generator.image_shape}|{n}|{STATISTIC}".encode()).hexdigest()
+        if key in _REFERENCES:
+            return _REFERENCES[key]
+        path = None if cache_dir is None else Path(cache_dir) / "detail" / f"{key[:32]}.npy"
+        _REFERENCES[key] = reference = cls._sampled(generator, n, path)
+        return reference
+
+    @classmethod
+    def _sampled(cls, generator: Generator, n: int, path: Path | None) -> DetailReference:
+        """The reference from the file at ``path`` when it holds one, else sampled (and written there)."""
+        if path is not None:
             try:
                 values = np.load(path)
                 if values.shape == (n,) and np.all(np.isfinite(values)):
