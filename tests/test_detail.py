@@ -122,3 +122,18 @@ def test_cli_detail_alpha_option(tmp_path):
     assert record_off["verdict"] == "non-member" and record_off["p_value_detail"] is None
     bad = runner.invoke(cli, [*args, "--detail-alpha", "2"])
     assert bad.exit_code == 2 and "--detail-alpha" in bad.output
+
+
+def test_decide_withholds_a_verdict_only_for_known_reasons(generator):
+    from imgorigin.verification.verifier import decide
+
+    calibration = calibrate(generator, 10, config=FAST, seed=2)
+    low = float(calibration.scores[0])
+    assert decide(low, calibration, 0.05)["verdict"] == "member"
+    held = decide(low, calibration, 0.05, withheld=["smoother_than_model", "processing_not_calibrated"])
+    assert held["verdict"] == "inconclusive" and held["reasons"][-2:] == [
+        "smoother_than_model",
+        "processing_not_calibrated",
+    ]
+    with pytest.raises(ValueError, match="withhold"):
+        decide(low, calibration, 0.05, withheld=["resized"])

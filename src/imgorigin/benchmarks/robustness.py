@@ -172,20 +172,12 @@ def summarise(records: Sequence[dict], is_member: Sequence[bool], calibration: C
     member = np.asarray(is_member, dtype=bool)
     rule, would_be = [], []
     smoother = np.array(["smoother_than_model" in r["reasons"] for r in records], dtype=bool)
-    for r, smooth in zip(records, smoother, strict=True):
-        enough = "too_little_information" not in r["reasons"]
-        calibrated = processing_family(r["processing"]) is None
-        rule.append(
-            decide(
-                r["score"],
-                calibration,
-                alpha,
-                enough_information=enough,
-                calibrated_processing=calibrated,
-                typical_detail=not smooth,
-            )
-        )
-        would_be.append(decide(r["score"], calibration, alpha, enough_information=enough)["verdict"])
+    for r in records:
+        flat = [reason for reason in r["reasons"] if reason == "too_little_information"]
+        processed = [] if processing_family(r["processing"]) is None else ["processing_not_calibrated"]
+        smooth = [reason for reason in r["reasons"] if reason == "smoother_than_model"]
+        rule.append(decide(r["score"], calibration, alpha, withheld=[*flat, *processed, *smooth]))
+        would_be.append(decide(r["score"], calibration, alpha, withheld=flat)["verdict"])
     out = {
         "n_members": int(member.sum()),
         "n_non_members": int((~member).sum()),

@@ -25,7 +25,7 @@ import torch
 
 from imgorigin.errors import UsageError
 from imgorigin.images import LoadedImage, find_images, load_images, quantize_8bit, scan_inputs
-from imgorigin.labels import INCONCLUSIVE, MEMBER, NON_MEMBER
+from imgorigin.labels import INCONCLUSIVE, INCONCLUSIVE_REASONS, MEMBER, NON_MEMBER
 from imgorigin.verification.calibration import Calibration, CalibrationError
 from imgorigin.verification.detail import DEFAULT_ALPHA, STATISTIC, DetailReference
 from imgorigin.verification.fastpath import (
@@ -312,19 +312,18 @@ def decide(
     calibration: Calibration,
     alpha: float,
     *,
-    enough_information: bool = True,
-    calibrated_processing: bool = True,
-    typical_detail: bool = True,
+    withheld: Sequence[str] = (),
 ) -> dict:
     """The decision fields of a record: p-values, Grubbs result, verdict and reason codes.
 
     ``member``: typical of the model's own images (conformal p > α) and, when reference real images are
-    known, not typical of them. ``inconclusive``: typical of both, or an image with too little information
-    (see :func:`informative`) for any verdict, or (``calibrated_processing`` False) an image processed in a way
+    known, not typical of them. ``inconclusive``: typical of both, or an image the rules on the image itself
+    withhold a verdict from (``withheld``, reason codes of :data:`~imgorigin.labels.INCONCLUSIVE_REASONS`): too
+    little information (``too_little_information``, see :func:`informative`), or an image processed in a way
     the calibration's samples were not (JPEG, lossy WebP, resized; reason ``processing_not_calibrated``): its
     scores move away from the calibration's (JPEG q90 alone takes the zoo DCGAN's members from the 8-bit floor to
     ~1e-4, where every one of them would be rejected), so neither verdict would have the stated error rates; or
-    (``typical_detail`` False) an image with less fine detail than the model's own images, as resizing down and
+    an image with less fine detail than the model's own images, as resizing down and
     back or blurring leaves it (reason ``smoother_than_model``, see :mod:`imgorigin.verification.detail`). The
     p-values are still reported.
     """
@@ -338,14 +337,12 @@ def decide(
         reasons.append("outside_calibration_range")
     if grubbs_outlier == like_model:
         reasons.append("grubbs_disagrees")
-    if not enough_information or not calibrated_processing or not typical_detail:
+    unknown = [r for r in withheld if r not in INCONCLUSIVE_REASONS]
+    if unknown:
+        raise ValueError(f"not reasons that withhold a verdict: {unknown}")
+    if withheld:
         verdict = INCONCLUSIVE
-        if not enough_information:
-            reasons.append("too_little_information")
-        if not calibrated_processing:
-            reasons.append("processing_not_calibrated")
-        if not typical_detail:
-            reasons.append("smoother_than_model")
+        reasons.extend(withheld)
     elif like_model and like_real:
         verdict = INCONCLUSIVE
         reasons.append("overlaps_real_reference")
@@ -506,14 +503,16 @@ class Verifier:
         p_detail = None
         if self.detail_alpha is not None and calibration.perturbation is None:
             p_detail = self.detail_p_value(image)
-        decision = decide(
-            score,
-            calibration,
-            self.alpha if alpha is None else alpha,
-            enough_information=informative(image),
-            calibrated_processing=calibrated_processing,
-            typical_detail=p_detail is None or p_detail > self.detail_alpha,
-        )
+        withheld = [
+            reason
+            for reason, holds in (
+                ("too_little_information", not informative(image)),
+                ("processing_not_calibrated", not calibrated_processing),
+                ("smoother_than_model", p_detail is not None and p_detail <= self.detail_alpha),
+            )
+            if holds
+        ]
+        decision = decide(score, calibration, self.alpha if alpha is None else alpha, withheld=withheld)
         decision["p_value_detail"] = p_detail
         return decision
 
