@@ -124,3 +124,34 @@ def test_ddim_inversion_encoder_lands_near_the_chain_input():
         err = (gen.decode(recovered) - images).pow(2).mean()
         baseline = (gen.decode(random) - images).pow(2).mean()
     assert err < 0.1 * baseline
+
+
+def test_pipeline_dir_loads_with_the_sampler_its_calibration_records(tmp_path):
+    """A DDPMPipeline folder calibrated at 3 DDIM steps is verified at 3 steps, not the 20 it loads with by default;
+    a calibration of the clipped chain refuses the unclipped one by naming the setting."""
+    from imgorigin.verification import Verifier, calibrate
+    from imgorigin.verification.calibration import Calibration, CalibrationError
+
+    pipe = tmp_path / "pipe"
+    diffusers.DDPMPipeline(
+        unet=_tiny_unet(), scheduler=diffusers.DDPMScheduler(num_train_timesteps=100)
+    ).save_pretrained(pipe)
+    made = load_generator(str(pipe), ddim_steps=3)
+    cal = calibrate(made, 3, config=InversionConfig(steps=2, restarts=1), auto_retries=0)
+    cal.save(tmp_path / "cal.json")
+    cal = Calibration.load(tmp_path / "cal.json")
+    assert cal.sampler == made.sampler and cal.sampler["num_inference_steps"] == 3
+    plain = load_generator(str(pipe))
+    assert plain.num_inference_steps == 20
+    with pytest.raises(CalibrationError, match="num_inference_steps: 3 != 20"):
+        Verifier(plain, cal, detail_alpha=None)
+    again = load_generator(str(pipe), sampler=cal.sampler)
+    assert again.sampler == cal.sampler and again.weight_hash() == cal.weight_hash
+    Verifier(again, cal, detail_alpha=None)  # accepted
+    unclipped = again.with_sampler(
+        {**cal.sampler, "clip_sample": False, "clip_sample_range": None, "clip_gradient": None}
+    )
+    with pytest.raises(CalibrationError, match="clip_sample: True != False"):
+        Verifier(unclipped, cal, detail_alpha=None)
+    with pytest.raises(CalibrationError, match="cannot be set to the recorded sampler: timestep_spacing"):
+        load_generator(str(pipe), sampler={**cal.sampler, "timestep_spacing": "trailing"})

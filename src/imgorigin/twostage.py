@@ -201,8 +201,8 @@ class TwoStageAttributor:
         """The loaded generator and calibration of a bound class (loaded once)."""
         if label not in self._verifiers:
             binding = self.bindings[label]
-            generator = load_generator(binding.model, device=resolve_device(self.device))
             calibration = Calibration.load(binding.calibration_path())
+            generator = load_generator(binding.model, device=resolve_device(self.device), sampler=calibration.sampler)
             self._verifiers[label] = Verifier(
                 generator, calibration, alpha=self.alpha, cache_dir=self.cache_dir, detail_alpha=self.detail_alpha
             )

@@ -224,7 +224,7 @@ def processed_calibration(
     paths = write_set(to_codes(samples), perturbation, folder, seed=PROCESSED_CAL_SEED)
     channels, height, width = generator.image_shape
     family = processing_family(load_image(paths[0], channels, (height, width)).processing)
-    made = calibrate(generator, len(paths), config=calibration.inversion, sample_dir=[folder])
+    made = calibrate(generator, len(paths), config=calibration.inversion, sample_dir=[folder], auto_retries=0)
     made.perturbation = family
     return made
 

@@ -21,6 +21,7 @@ from imgorigin.verification import Calibration, InversionConfig, Verifier, defau
 from imgorigin.verification import calibrate as run_calibration
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 from imgorigin.verification.fastpath import FastConfig, require_encoder
+from imgorigin.verification.retries import MAX_AUTO_RETRIES
 from imgorigin.verification.verifier import SCREEN_SHARE
 
 MODEL_HELP = (
@@ -69,6 +70,14 @@ def calibrate(
     no_homogeneity: Annotated[
         bool, typer.Option("--no-homogeneity", help="fast: leave out the GLCM homogeneity factor.")
     ] = False,
+    auto_retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Choose --retries from the samples: invert those above --retry-above again from fresh starts "
+            "until two rounds in a row rescue none, at most this many rounds (0: use --retries as given).",
+        ),
+    ] = MAX_AUTO_RETRIES,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or ~/.cache/imgorigin).")
@@ -92,9 +101,17 @@ def calibrate(
         reference_real=reference_real,
         cache_dir=cache_dir or default_cache_dir(),
         progress=progress_enabled(),
+        auto_retries=auto_retries,
     )
     calibration.save(out)
     s = calibration.scores
+    if calibration.retry_search is not None:
+        failed = ", ".join(f"{100 * f:.1f} %" for f in calibration.retry_search["failed_after_attempt"])
+        typer.echo(
+            f"retries: {calibration.inversion.retries} chosen (samples above --retry-above "
+            f"{calibration.inversion.retry_above:g} after each attempt: {failed})",
+            err=True,
+        )
     typer.echo(
         f"calibrated {generator.id} ({calibration.method}) on {s.size} images: "
         f"score median {float(s[s.size // 2]):.3g}, "
@@ -189,9 +206,6 @@ def verify(
     Exit status: 0 when every image was scored, 1 when some could not be read (their records hold "error"),
     2 for a usage or configuration error. Files left out of folders get a "skipped" record.
     """
-    generator = load_generator(model, device=resolve_device(device))
-    if method != VerifyMethod.inversion:
-        require_encoder(generator)
     if method == VerifyMethod.fast and calibration is None:
         fail(f"--method fast needs --calibration: make one with `imgorigin calibrate {model} --method fast --out FILE`")
     if method == VerifyMethod.screen and fast_calibration is None:
@@ -203,6 +217,9 @@ def verify(
         fail("--fast-calibration, --screen-reject and --screen-accept belong to --method screen")
     calibration_file = calibration or default_calibration(model)
     cal = Calibration.load(calibration_file)
+    generator = load_generator(model, device=resolve_device(device), sampler=cal.sampler)
+    if method != VerifyMethod.inversion:
+        require_encoder(generator)
     verifier = Verifier(
         generator,
         cal,

@@ -32,7 +32,7 @@ def build_verifier(
     """A verifier as ``imgorigin verify`` builds one, on this worker (its own default cache folder when the run
     named none)."""
     return Verifier(
-        load_generator(model, device=resolve_device(device)),
+        load_generator(model, device=resolve_device(device), sampler=calibration.sampler),
         calibration,
         alpha=alpha,
         cache_dir=cache_dir or default_cache_dir(),

@@ -188,8 +188,8 @@ class Engines:
         replacements = public_names(config)
         models = {}
         for entry in config.models:
-            generator = load_generator(entry.model, device=device)
             calibration = Calibration.load(entry.calibration)
+            generator = load_generator(entry.model, device=device, sampler=calibration.sampler)
             models[entry.id] = ModelEngine(
                 entry.id, generator, calibration, config.alpha, config.cache_dir, config.detail_alpha
             )

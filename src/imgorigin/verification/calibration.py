@@ -72,6 +72,12 @@ class Calibration:
     method: str = INVERSION
     #: The fast path's settings (``method == "double-reconstruction"`` only; its default when not given).
     fast: FastConfig | None = None
+    #: How ``inversion.retries`` was chosen from the samples (:class:`~imgorigin.verification.retries.RetryChoice`
+    #: as a dict), None when it was given. A record of the search, not part of the decision.
+    retry_search: dict | None = None
+    #: A pixel-diffusion model's sampler settings (:attr:`DDIMGenerator.sampler`: steps, timesteps, spacing,
+    #: clipping, η): ``verify`` loads the model with them, and a model set otherwise is refused by name.
+    sampler: dict | None = None
 
     def __post_init__(self) -> None:
         if self.method not in (INVERSION, FAST):
@@ -141,8 +147,19 @@ class Calibration:
         return bool(self._at_floor(self.scores[0]) <= self._at_floor(score) <= self._at_floor(self.scores[-1]))
 
     # -- identity --------------------------------------------------------------------------------------
-    def check_model(self, model_id: str, weight_hash: str, image_shape: tuple[int, ...]) -> None:
-        """Refuse a model whose weights or output shape differ from the calibrated one."""
+    def check_model(
+        self, model_id: str, weight_hash: str, image_shape: tuple[int, ...], sampler: dict | None = None
+    ) -> None:
+        """Refuse a model whose weights, sampler settings or output shape differ from the calibrated one."""
+        if self.sampler is not None and sampler is not None and sampler != self.sampler:
+            from imgorigin.verification.generators.ddim import sampler_differences
+
+            raise CalibrationError(
+                f"calibration was made for model {self.model_id} sampled otherwise "
+                f"({sampler_differences(self.sampler, sampler)}; calibration's setting first): a calibration "
+                f"decides only images of the sampler it was made with; load the model with the calibration's "
+                f"settings or run `imgorigin calibrate` with these"
+            )
         if weight_hash != self.weight_hash:
             raise CalibrationError(
                 f"calibration was made for model {self.model_id} (weights {self.weight_hash[:12]}…), "
@@ -173,6 +190,8 @@ class Calibration:
             "created": self.created,
             "perturbation": self.perturbation,
             **({} if self.method == INVERSION else {"method": self.method, "fast": self.fast.to_dict()}),
+            **({} if self.retry_search is None else {"retry_search": self.retry_search}),
+            **({} if self.sampler is None else {"sampler": self.sampler}),
         }
 
     def digest(self) -> str:
@@ -225,6 +244,8 @@ class Calibration:
                 perturbation=data.get("perturbation"),
                 method=data.get("method", INVERSION),
                 fast=None if data.get("fast") is None else FastConfig.from_dict(data["fast"]),
+                retry_search=data.get("retry_search"),
+                sampler=data.get("sampler"),
             )
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CalibrationError):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,9 +77,25 @@ def _scheme(spec: str) -> tuple[ModelSource, str] | None:
     return (source, name) if source is not None else None
 
 
-def load_generator(spec: str, *, device: str | torch.device = "cpu", ddim_steps: int | None = None) -> Generator:
-    """Load the generator that ``spec`` names, in inference mode on ``device``."""
-    return _resolve(spec, ddim_steps).eval().to(device)
+def load_generator(
+    spec: str,
+    *,
+    device: str | torch.device = "cpu",
+    ddim_steps: int | None = None,
+    sampler: dict[str, Any] | None = None,
+) -> Generator:
+    """Load the generator that ``spec`` names, in inference mode on ``device``.
+
+    ``sampler``: the sampler settings a calibration recorded (:attr:`Calibration.sampler`); a pixel-diffusion model
+    is then sampled exactly so (steps, spacing, clipping, η = 0), whatever its saved scheduler's default steps.
+    """
+    generator = _resolve(spec, ddim_steps)
+    if sampler is not None and hasattr(generator, "with_sampler"):
+        try:
+            generator = generator.with_sampler(sampler)
+        except ValueError as exc:
+            raise CalibrationError(f"MODEL {spec}: {exc}; calibrate it again with its current scheduler") from None
+    return generator.eval().to(device)
 
 
 def default_calibration(spec: str) -> Path:

@@ -38,6 +38,7 @@ from imgorigin.verification.fastpath import (
 )
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
+from imgorigin.verification.retries import MAX_AUTO_RETRIES, choose_retries
 from imgorigin.version import __version__
 
 METHOD = "ronan-inversion"
@@ -222,6 +223,7 @@ def calibrate(
     reference_real: Sequence[str | Path] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    auto_retries: int = MAX_AUTO_RETRIES,
 ) -> Calibration:
     """Build a calibration: invert ``n`` of the model's own images and keep their scores.
 
@@ -229,14 +231,24 @@ def calibrate(
     (``sample_dir`` uses the user's saved samples instead, e.g. for models we cannot sample). With
     ``reference_real``, real images are scored too, enabling the second p-value. A :class:`FastConfig` makes a
     fast-path calibration (method ``double-reconstruction``: no inversion; the model needs an encoder).
+    ``auto_retries`` > 0: the inversion's ``retries`` is chosen from the samples, at most this many
+    (:func:`~imgorigin.verification.retries.choose_retries`); 0 keeps ``config.retries`` as given.
     """
     config = config or InversionConfig()
     fast = isinstance(config, FastConfig)
     weight_hash = generator.weight_hash()
-    cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
+    retry_search = None
     if sample_dir is not None:
         paths = find_images(sample_dir)[:n] if n else find_images(sample_dir)
-        scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
+        if fast or not auto_retries:
+            cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
+            scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
+        else:
+            loaded = [img for chunk in load_chunks(generator, paths) for img in chunk]
+            samples, keys = torch.stack([img.tensor() for img in loaded]), [img.sha256 for img in loaded]
+            config, scores, retry_search = choose_retries(
+                generator, config, samples, keys, max_retries=auto_retries, progress=progress
+            )
         source = ",".join(str(p) for p in sample_dir)
     else:
         samples = quantize_8bit(generator.sample(n, seed=seed))
@@ -244,8 +256,14 @@ def calibrate(
             scores = double_reconstruction(generator, samples, config).scores.tolist()
         else:
             keys = [image_key(x) for x in samples]
-            scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
+            if auto_retries:
+                config, scores, retry_search = choose_retries(
+                    generator, config, samples, keys, max_retries=auto_retries, progress=progress
+                )
+            else:
+                scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
         source = "generated"
+    cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
     reference = None
     if reference_real is not None:
         paths = find_images(reference_real)
@@ -262,6 +280,8 @@ def calibrate(
         reference_source=None if reference_real is None else ",".join(str(p) for p in reference_real),
         method=FAST if fast else INVERSION,
         fast=config if fast else None,
+        retry_search=None if retry_search is None else retry_search.to_dict(),
+        sampler=getattr(generator, "sampler", None),
     )
 
 
@@ -426,7 +446,7 @@ class Verifier:
             raise UsageError("fast_calibration, screen_reject and screen_accept belong to method 'screen'")
         weight_hash = generator.weight_hash()  # once: every check and the score cache use it
         for checked in (calibration, *processed_calibrations, *([fast_calibration] if fast_calibration else [])):
-            checked.check_model(generator.id, weight_hash, generator.image_shape)
+            checked.check_model(generator.id, weight_hash, generator.image_shape, getattr(generator, "sampler", None))
         for extra in processed_calibrations:
             if (
                 extra.perturbation is None

@@ -119,6 +119,25 @@ class DDIMGenerator(Generator):
             self.scheduler, self.num_inference_steps, self.clip_sample, self.clip_gradient, self.encoder_iterations
         )
 
+    def with_sampler(self, settings: dict[str, Any]) -> DDIMGenerator:
+        """The same weights sampled as ``settings`` (a :attr:`sampler` dict, e.g. a calibration's) say: steps,
+        clipping, clip gradient and encoder; ``ValueError`` naming the settings this scheduler cannot give."""
+        encoder = settings.get("encoder") or {}
+        gen = DDIMGenerator(
+            self.unet,
+            self.scheduler,
+            int(settings.get("num_inference_steps", self.num_inference_steps)),
+            id=self.id,
+            clip_sample=settings.get("clip_sample", self.clip_sample),
+            clip_gradient=settings.get("clip_gradient") or "exact",
+            encoder_iterations=int(encoder.get("fixed_point_iterations", 0)),
+            canonical=self.canonical,
+        )
+        differ = sampler_differences(settings, gen.sampler)
+        if differ:
+            raise ValueError(f"the scheduler of {self.id} cannot be set to the recorded sampler: {differ}")
+        return gen.to(self.device).eval()
+
     def weight_hash(self) -> str:
         """The plain weight hash for the canonical sampler; otherwise sha256 of it and the sampler settings."""
         weights = weights_sha256(*self.modules())
@@ -171,6 +190,12 @@ class DDIMGenerator(Generator):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.unet]
+
+
+def sampler_differences(recorded: dict[str, Any], actual: dict[str, Any]) -> str:
+    """The sampler settings in which two :attr:`DDIMGenerator.sampler` dicts differ, as ``key: a != b`` text."""
+    keys = [k for k in sorted(set(recorded) | set(actual)) if recorded.get(k) != actual.get(k)]
+    return "; ".join(f"{k}: {recorded.get(k)!r} != {actual.get(k)!r}" for k in keys)
 
 
 def _with_clip(scheduler, clip: bool):
