@@ -49,13 +49,16 @@ REPRODUCIBILITY = (
 
 
 def contact_sheet(images: torch.Tensor, path: Path, nrow: int = 8, scale: int = 3, pad: int = 2) -> Path:
-    """Save images ``[N, 1, H, W]`` in [0, 1] as an ``nrow``-wide grid PNG, upscaled ``scale``× (nearest)."""
+    """Save images ``[N, C, H, W]`` in [0, 1] (gray or RGB) as an ``nrow``-wide grid PNG, upscaled ``scale``×
+    (nearest) when they are smaller than 64 pixels."""
     from PIL import Image
 
-    x = uint8_codes(images).numpy()[:, 0]
-    n, h, w = x.shape
+    x = uint8_codes(images).numpy().transpose(0, 2, 3, 1)
+    x = x[..., 0] if x.shape[-1] == 1 else x
+    n, h, w = x.shape[:3]
+    scale = scale if h < 64 else 1
     rows = (n + nrow - 1) // nrow
-    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, np.uint8)
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, *x.shape[3:]), 255, np.uint8)
     for i in range(n):
         r, c = divmod(i, nrow)
         grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[i]
@@ -115,15 +118,33 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
         "training": record,
         "weights": {"files": files, "folder_bytes": folder_bytes},
         "quality": old.get("quality") or {"frechet_distance": None, "status": "not measured yet"},
-        "data": {
-            "train": "Fashion-MNIST train split (60 000 images), Debian package dataset-fashion-mnist, MIT",
-            "reference": "Fashion-MNIST test split (10 000 images), never used for training",
-        },
+        "data": DATA_TEXT[getattr(recipe.module, "DATA", "fashion-mnist")],
         "reproducibility": REPRODUCIBILITY,
     }
     write_json(card_path(name), card)
     write_markdown(card)
     return card
+
+
+#: The card's data section, by the recipe module's ``DATA`` (Fashion-MNIST when it names none).
+DATA_TEXT = {
+    "fashion-mnist": {
+        "train": "Fashion-MNIST train split (60 000 images), Debian package dataset-fashion-mnist, MIT",
+        "reference": "Fashion-MNIST test split (10 000 images), never used for training",
+    },
+    "photos": {
+        "train": "random 64×64 crops (random zoom, position, flip) of the sample photos that ship with scikit-image "
+        "(astronaut, coffee, rocket, motorcycle_left/right, hubble_deep_field, retina, ihc) and scikit-learn "
+        "(china.jpg); see imgorigin.zoo.photos",
+        "reference": "crops of photos never used for training: scikit-image chelsea, scikit-learn flower.jpg, "
+        "matplotlib grace_hopper.jpg",
+    },
+    "teacher": {
+        "train": "the teacher's own samples: x_T ~ N(0, I) and the zoo ddpm's deterministic 10-step DDIM output "
+        "for it (no real images)",
+        "reference": "Fashion-MNIST test split (10 000 images), never used for training",
+    },
+}
 
 
 def sampling_description(name: str) -> dict[str, Any]:
@@ -143,6 +164,12 @@ def sampling_description(name: str) -> dict[str, Any]:
             "the decoder only, initialised from the encoder's posterior mean",
             "num_inference_steps": cfg.num_inference_steps,
             "num_train_timesteps": cfg.num_train_timesteps,
+        }
+    if name == "ddpm-one-step":
+        return {
+            "procedure": "x_T ~ N(0, I) [1, 28, 28] → the student UNet once (t = 999) → image in [-1, 1] → [0, 1]; "
+            "trained to reproduce the ddpm's 10-step DDIM output for the same x_T",
+            "num_inference_steps": 1,
         }
     return {"procedure": "z ~ N(0, I) → generator(z) → image", "num_inference_steps": None}
 
@@ -197,8 +224,13 @@ def write_markdown(card: dict[str, Any]) -> Path:
                 f"diffusion {t['latent_diffusion']['steps']} steps ({t['latent_diffusion']['epochs']:.2f} "
                 f"epochs, {t['latent_diffusion']['seconds']:.0f} s) |"
             )
+        elif "teacher_pairs" in t:
+            lines.append(
+                f"| training | {t['teacher_pairs']:,} teacher pairs ({t['teacher_seconds']:.0f} s to make), "
+                f"{t['steps']} steps, {t['epochs']:.2f} epochs of them |"
+            )
         else:
-            lines.append(f"| training | {t['steps']} steps, {t['epochs']:.2f} epochs of the 60k train split |")
+            lines.append(f"| training | {t['steps']} steps, {t['epochs']:.2f} epochs of the training data |")
         lines.append(
             f"| training time (measured here) | {t['seconds'] / 60:.1f} min on `{t['device']}` "
             f"({env.get('cpu_count')} CPU cores shared with other jobs, {env.get('torch_threads')} torch "
@@ -208,8 +240,8 @@ def write_markdown(card: dict[str, Any]) -> Path:
     if q:
         lines.append(
             f"| sample quality | Fréchet distance **{q['frechet_distance']:.2f}** between {q['n_samples']} samples "
-            f"(seed {q['seed']}) and the {q['n_reference']} test images on {q['backbone']} "
-            f"`{q['layer']}` features (real train vs test: {q['fd_train_vs_test']:.2f}) |"
+            f"(seed {q['seed']}) and {q['n_reference']} real images ({q['reference']}) on {q['backbone']} "
+            f"`{q['layer']}` features (real training data vs them: {q['fd_train_vs_test']:.2f}) |"
         )
     else:
         lines.append("| sample quality | not measured yet |")
@@ -264,7 +296,9 @@ def write_index() -> Path:
     lines = [
         "# Model zoo",
         "",
-        "Small generators trained on Fashion-MNIST (28×28 grayscale) with the recipes in `src/imgorigin/zoo/` "
+        "Small generators trained on Fashion-MNIST (28×28 grayscale), one distilled from another (`ddpm-one-step`) "
+        "and one trained on crops of colour photos that ship with PyPI packages (`dcgan-rgb`, 64×64 RGB; "
+        "`imgorigin.zoo.photos`), with the recipes in `src/imgorigin/zoo/` "
         "(architectures and loading; their training in `src/imgorigin/zoo/training/`); "
         "weights ship with the package under `src/imgorigin/zoo/weights/NAME/` together with a `card.json`. "
         "API: `imgorigin.zoo.list_models()`, `load(name)` (the generator verification inverts), "
@@ -348,38 +382,57 @@ def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarr
     return mu, sigma, np.concatenate([tmu[None], tsig])
 
 
+def _photo_stats(backbone, layer: str, n: int) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Gaussian fit of ``n`` held-out photo crops' features and the FD of ``n`` training crops to them."""
+    from imgorigin.zoo.photos import random_crops
+
+    mu, sigma = gaussian_stats(image_features(random_crops("heldout", n, 64, seed=0), backbone, layer))
+    tmu, tsig = gaussian_stats(image_features(random_crops("train", n, 64, seed=1), backbone, layer))
+    return mu, sigma, frechet_distance(tmu, tsig, mu, sigma), f"{n} crops of the held-out photos (seed 0)"
+
+
 def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
-    """Measure the Fréchet distance of ``n`` samples of each model to the test split; write it into the cards."""
+    """Measure the Fréchet distance of ``n`` samples of each model to its real reference (the Fashion-MNIST test
+    split, or held-out photo crops for colour models, ``min(n, 2000)`` of them); write it into the cards."""
     from imgorigin.attribution.features import create_backbone
 
     if threads:
         torch.set_num_threads(threads)
     backbone = create_backbone(FD_BACKBONE)
-    mu, sigma, train_ms = _test_stats(backbone, FD_LAYER, cache)
-    fd_train = frechet_distance(train_ms[0], train_ms[1:], mu, sigma)
     for name in names:
+        photos = getattr(get_recipe(name).module, "DATA", "") == "photos"
+        if photos:
+            n_model = min(n, 2000)
+            mu, sigma, fd_train, reference = _photo_stats(backbone, FD_LAYER, n_model)
+            n_reference, note = n_model, f"{n_model} training-photo crops vs the held-out crops"
+        else:
+            n_model = n
+            mu, sigma, train_ms = _test_stats(backbone, FD_LAYER, cache)
+            fd_train = frechet_distance(train_ms[0], train_ms[1:], mu, sigma)
+            reference, n_reference = "Fashion-MNIST test split", 10000
+            note = f"{FD_SAMPLES} random train images vs the test split"
         t = time.perf_counter()
-        images = sample(name, n, seed=FD_SEED, weights=WEIGHTS_DIR)
+        images = sample(name, n_model, seed=FD_SEED, weights=WEIGHTS_DIR)
         t_sample = time.perf_counter() - t
         smu, ssig = gaussian_stats(image_features(images, backbone, FD_LAYER))
         fd = frechet_distance(smu, ssig, mu, sigma)
         card = json.loads(card_path(name).read_text())
         card["quality"] = {
             "frechet_distance": fd,
-            "n_samples": n,
+            "n_samples": n_model,
             "seed": FD_SEED,
-            "n_reference": 10000,
-            "reference": "Fashion-MNIST test split",
+            "n_reference": n_reference,
+            "reference": reference,
             "backbone": backbone.id,
             "layer": FD_LAYER,
             "preprocess": backbone.preprocess_id,
             "fd_train_vs_test": fd_train,
-            "fd_train_vs_test_note": f"{FD_SAMPLES} random train images vs the test split",
+            "fd_train_vs_test_note": note,
             "sampling_seconds": t_sample,
         }
         write_json(card_path(name), card)
         write_markdown(card)
-        print(f"{name}: FD {fd:.3f} (train-vs-test {fd_train:.3f}); sampling {t_sample:.0f}s", flush=True)
+        print(f"{name}: FD {fd:.3f} (train-vs-reference {fd_train:.3f}); sampling {t_sample:.0f}s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

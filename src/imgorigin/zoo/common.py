@@ -22,9 +22,11 @@ def load_weights(
 
 
 def gan_generator(
-    module: torch.nn.Module, latent_dim: int, name: str, device: str | torch.device = "cpu"
+    module: torch.nn.Module, latent: int | tuple[int, ...], name: str, device: str | torch.device = "cpu"
 ) -> ModuleGenerator:
-    """A zoo GAN generator (z ~ N(0, I) in R^latent_dim → tanh image) as a verification Generator."""
+    """A zoo generator that maps z ~ N(0, I) (``latent``: its size or shape) to a tanh image in one call, as a
+    verification Generator (the GANs and the one-step student)."""
     from imgorigin.verification.generators.torch_module import ModuleGenerator
 
-    return ModuleGenerator(module, (latent_dim,), id=f"zoo:{name}", output_range="tanh").to(device)
+    shape = (latent,) if isinstance(latent, int) else tuple(latent)
+    return ModuleGenerator(module, shape, id=f"zoo:{name}", output_range="tanh").to(device)

@@ -9,8 +9,10 @@ from typing import Any
 
 from imgorigin.verification.generators.loading import ModelSpecError
 from imgorigin.zoo.dcgan import DCGANConfig
+from imgorigin.zoo.dcgan_rgb import DCGANRGBConfig
 from imgorigin.zoo.ddpm import DDPMConfig
 from imgorigin.zoo.ldm import LDMConfig
+from imgorigin.zoo.onestep import OneStepConfig
 from imgorigin.zoo.vae import VAEConfig
 from imgorigin.zoo.wgangp import WGANGPConfig
 
@@ -84,6 +86,18 @@ RECIPES: dict[str, Recipe] = {
             "ldm",
             LDMConfig(),
             "latent diffusion: AutoencoderKL 28×28 → 4×7×7 + latent UNet2DModel; generator = the decoder",
+        ),
+        Recipe(
+            "ddpm-one-step",
+            "onestep",
+            OneStepConfig(),
+            "one-step student of ddpm (its UNet called once at t = 999), x_T [1, 28, 28] → image in one evaluation",
+        ),
+        Recipe(
+            "dcgan-rgb",
+            "dcgan_rgb",
+            DCGANRGBConfig(),
+            "colour DCGAN (the PyTorch tutorial's, 3.6 M parameters), z ∈ R^100, 64×64 RGB photo crops",
         ),
     )
 }

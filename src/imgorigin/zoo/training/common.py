@@ -127,8 +127,12 @@ def load_training_images(images: torch.Tensor | None) -> torch.Tensor:
     return train_images()
 
 
-def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Write a module's state dict as safetensors (contiguous CPU tensors)."""
+def save_weights(module: torch.nn.Module, path: str | os.PathLike, half: bool = False) -> None:
+    """Write a module's state dict as safetensors (contiguous CPU tensors; ``half``: floating-point ones as float16,
+    half the bytes, loaded back into float32 modules)."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))

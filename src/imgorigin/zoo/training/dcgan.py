@@ -71,28 +71,24 @@ def recalibrate_batchnorm(
     gen.eval()
 
 
-def train(
-    cfg: DCGANConfig,
-    out_dir: str | Path,
-    device: str | torch.device | None = None,
-    images: torch.Tensor | None = None,
-    max_steps: int | None = None,
-    log: Log = default_log,
-) -> dict:
-    """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
-
-    device = resolve_device(device)
-    rng = seed_everything(cfg.seed)
-    data = load_training_images(images) * 2 - 1
-    g = DCGANGenerator(cfg.latent_dim, cfg.width)
-    d = DCGANDiscriminator(cfg.width)
+def train_gan(
+    cfg,
+    g: nn.Module,
+    d: nn.Module,
+    data: torch.Tensor,
+    device: torch.device,
+    rng: torch.Generator,
+    steps: int,
+    log: Log,
+) -> tuple[nn.Module, dict]:
+    """The DCGAN recipe's loop (shared by ``dcgan`` and ``dcgan-rgb``): non-saturating loss, Adam, EMA generator
+    with BatchNorm statistics re-estimated. ``data`` in [-1, 1]; returns the EMA generator (CPU) and stats."""
     g.apply(dcgan_init)
     d.apply(dcgan_init)
     g.to(device).train()
     d.to(device).train()
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-    steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     ema = EMA(g, cfg.ema_decay)
     batches = minibatches(data, cfg.batch_size, rng, device)
     timer = Timer()
@@ -117,16 +113,35 @@ def train(
             )
     g_ema = ema.module
     recalibrate_batchnorm(g_ema, cfg.latent_dim, cfg.bn_recalibration_batches, 256, rng, device)
-    seconds = timer.seconds
-    root = Path(out_dir) / cfg.name
-    root.mkdir(parents=True, exist_ok=True)
-    g_ema.to("cpu")
-    save_weights(g_ema, root / "generator.safetensors")
-    return {
+    stats = {
         "steps": steps,
         "epochs": steps * cfg.batch_size / data.shape[0],
-        "seconds": seconds,
+        "seconds": timer.seconds,
         "parameters": count_parameters(g),
         "discriminator_parameters": count_parameters(d),
         "device": str(device),
     }
+    return g_ema.to("cpu"), stats
+
+
+def train(
+    cfg: DCGANConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+    images: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    log: Log = default_log,
+) -> dict:
+    """Train the recipe; writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
+
+    device = resolve_device(device)
+    rng = seed_everything(cfg.seed)
+    data = load_training_images(images) * 2 - 1
+    steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    g_ema, stats = train_gan(
+        cfg, DCGANGenerator(cfg.latent_dim, cfg.width), DCGANDiscriminator(cfg.width), data, device, rng, steps, log
+    )
+    root = Path(out_dir) / cfg.name
+    root.mkdir(parents=True, exist_ok=True)
+    save_weights(g_ema, root / "generator.safetensors")
+    return stats
