@@ -221,3 +221,29 @@ print(float((a @ x - b).abs().max()))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-8
+
+
+class WideDecoder(torch.nn.Module):
+    """z [300] → 1×20×20 through a random, well-conditioned smooth map: a latent above refine_max_dim (256)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(300, 400, generator=g) / 300**0.5)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(0.8 * z @ self.w).view(-1, 1, 20, 20)
+
+
+def test_matrix_free_refinement_brings_large_latents_to_the_floor():
+    gen = ModuleGenerator(WideDecoder(), (300,), id="wide", output_range="tanh")
+    images = quantize_8bit(gen.sample(6, seed=1))
+    base = dict(steps=40, refine_after=20, restarts=1, init="random")
+    adam = invert(gen, images, InversionConfig(**base)).scores
+    cg = Inverter(gen, InversionConfig(**base, refine_cg_steps=20))
+    assert cg.matrix_free and cg.refines
+    refined = cg(images).scores
+    # Adam alone stops far above the 8-bit floor (1.3e-6); Gauss-Newton steps by conjugate gradients reach it
+    assert float(np.median(adam)) > 1e-4
+    assert float(refined.max()) < 3e-6
+    assert not Inverter(gen, InversionConfig(**base)).refines  # off by default above refine_max_dim

@@ -100,6 +100,11 @@ class InversionConfig:
     refine_broyden: int = _setting(
         3, "Broyden-updated Jacobians between two measured ones (a measurement costs one forward per latent value)."
     )
+    refine_cg_steps: int = _setting(
+        0,
+        "Latents above refine_max_dim: refine matrix-free (Gauss-Newton steps solved by this many conjugate-gradient "
+        "iterations on Jacobian-vector products; needs autograd); 0: Adam only.",
+    )
     retries: int = _setting(
         0, "More whole attempts (fresh random starts) for an image whose best stays above retry_above."
     )
@@ -116,8 +121,8 @@ class InversionConfig:
             raise ValueError("steps, restarts, batch_size and search_candidates must be >= 1")
         if self.refine_steps < 0 or self.refine_after < 1 or self.refine_max_dim < 1 or self.refine_patience < 1:
             raise ValueError("refine_steps must be >= 0; refine_after, refine_max_dim, refine_patience >= 1")
-        if self.refine_broyden < 0 or self.retries < 0 or self.retry_above < 0:
-            raise ValueError("refine_broyden, retries and retry_above must be >= 0")
+        if self.refine_broyden < 0 or self.retries < 0 or self.retry_above < 0 or self.refine_cg_steps < 0:
+            raise ValueError("refine_broyden, refine_cg_steps, retries and retry_above must be >= 0")
         if self.init not in ("auto", "random", "search", "encoder"):
             raise ValueError(f"init must be auto, random, search or encoder, not {self.init!r}")
         if self.schedule not in ("cosine", "constant"):
@@ -255,9 +260,13 @@ class Inverter:
             raise UsageError(f"init='encoder' but model {generator.id} has no encoder; use auto, search or random")
         self.init = ("encoder" if generator.has_encoder else "search") if init == "auto" else init
         dim = math.prod(generator.latent_shape)
-        #: Whether Levenberg–Marquardt refines Adam's result (MSE distance, small enough latent).
+        #: Whether Levenberg–Marquardt refines Adam's result (MSE distance; a small enough latent, with a measured
+        #: Jacobian, or any latent, matrix-free, when refine_cg_steps > 0).
+        self.matrix_free = dim > self.config.refine_max_dim
         self.refines = (
-            self.config.refine_steps > 0 and self.config.distance == "mse" and dim <= self.config.refine_max_dim
+            self.config.refine_steps > 0
+            and self.config.distance == "mse"
+            and (not self.matrix_free or self.config.refine_cg_steps > 0)
         )
         #: Adam steps per image: a short basin search before refinement, else the whole budget.
         self.adam_steps = min(self.config.refine_after, self.config.steps) if self.refines else self.config.steps
@@ -456,12 +465,13 @@ class Inverter:
         gen = self.generator
         dim = math.prod(gen.latent_shape)
         pixels = math.prod(gen.image_shape)
-        group = max(1, min(len(items), LM_JACOBIAN_BUDGET // (dim * pixels)))
+        group = len(items) if self.matrix_free else max(1, min(len(items), LM_JACOBIAN_BUDGET // (dim * pixels)))
+        solve = self._matrix_free_lm if self.matrix_free else self._levenberg_marquardt
         for first in range(0, len(items), group):
             chunk = items[first : first + group]
             start = torch.stack([item[1] for item in chunk]).flatten(1)
             target = torch.stack([item[2] for item in chunk]).flatten(1)
-            for k, z, loss, iters in self._levenberg_marquardt(start.clone(), target):
+            for k, z, loss, iters in solve(start.clone(), target):
                 if loss >= chunk[k][3]:  # Adam's best stands
                     z, loss = start[k], chunk[k][3]
                 yield first + k, z.view(gen.latent_shape), loss, iters
@@ -525,6 +535,72 @@ class Inverter:
                 return
         for row in torch.nonzero(running).flatten().tolist():  # the iteration budget is spent
             yield row, z[row], float(loss[row]), int(iters[row])
+
+    def _matrix_free_lm(self, z: torch.Tensor, target: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, float, int]]:
+        """Levenberg–Marquardt for latents too large for a measured Jacobian: each step solves
+        (JᵀJ + λ·s·I) δ = −Jᵀr by ``refine_cg_steps`` conjugate-gradient iterations on Jacobian-vector products
+        (:meth:`_gauss_newton_step`), so no Jacobian is ever formed; s is the mean of diag(JᵀJ), estimated from
+        one random probe. Same stopping rule and yields as :meth:`_levenberg_marquardt`."""
+        cfg = self.config
+        n = z.shape[0]
+        residual = self._decode_flat(z) - target
+        loss = residual.pow(2).mean(1)
+        damping = torch.full((n,), LM_DAMPING, dtype=z.dtype, device=z.device)
+        iters = torch.zeros(n, dtype=torch.long, device=z.device)
+        anchor, stale = loss.clone(), torch.zeros(n, dtype=torch.long, device=z.device)
+        running = torch.ones(n, dtype=torch.bool, device=z.device)
+        for _ in range(cfg.refine_steps):
+            rows = torch.nonzero(running).flatten()
+            step = self._gauss_newton_step(z[rows], residual[rows], damping[rows])
+            residual_new = self._decode_flat(z[rows] + step) - target[rows]
+            loss_new = residual_new.pow(2).mean(1)
+            accept = loss_new < loss[rows]
+            z[rows] = torch.where(accept[:, None], z[rows] + step, z[rows])
+            residual[rows] = torch.where(accept[:, None], residual_new, residual[rows])
+            loss[rows] = torch.where(accept, loss_new, loss[rows])
+            damping[rows] = torch.where(accept, damping[rows] / LM_DOWN, damping[rows] * LM_UP)
+            iters[rows] += 1
+            improved = loss[rows] < anchor[rows] * (1 - cfg.rel_tol) - cfg.abs_tol
+            anchor[rows] = torch.where(improved, loss[rows], anchor[rows])
+            stale[rows] = torch.where(improved, 0, stale[rows] + 1)
+            running[rows] = (stale[rows] < cfg.refine_patience) & (damping[rows] <= LM_MAX_DAMPING)
+            for row in rows[~running[rows]].tolist():
+                yield row, z[row], float(loss[row]), int(iters[row])
+            if not bool(running.any()):
+                return
+        for row in torch.nonzero(running).flatten().tolist():  # the iteration budget is spent
+            yield row, z[row], float(loss[row]), int(iters[row])
+
+    def _gauss_newton_step(self, z: torch.Tensor, residual: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+        """The damped Gauss–Newton step of each row, by conjugate gradients: J·v by a forward difference (one
+        forward pass, so any model qualifies, as for the measured Jacobian) and Jᵀw by back-propagation."""
+        with torch.enable_grad():
+            zr = z.detach().requires_grad_(True)
+            out = self._decode_flat(zr)
+        base = out.detach()
+        size = LM_FD_STEP * z.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1.0)
+
+        def jv(v: torch.Tensor) -> torch.Tensor:
+            h = size / v.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-30)
+            with torch.no_grad():
+                return (self._decode_flat(z + h * v) - base) / h
+
+        def jtw(w: torch.Tensor) -> torch.Tensor:
+            return torch.autograd.grad(out, zr, grad_outputs=w, retain_graph=True)[0]
+
+        probe = torch.randint(0, 2, z.shape, generator=torch.Generator().manual_seed(0)).to(z) * 2 - 1
+        lam = (damping * (jv(probe).pow(2).sum(1) / z.shape[1] + 1e-12))[:, None]  # λ · mean diag(JᵀJ)
+        b = -jtw(residual)
+        x, r, p = torch.zeros_like(b), b.clone(), b.clone()
+        rs = r.pow(2).sum(1)
+        for _ in range(self.config.refine_cg_steps):
+            ap = jtw(jv(p)) + lam * p
+            alpha = rs / (p * ap).sum(1).clamp_min(1e-30)
+            x, r = x + alpha[:, None] * p, r - alpha[:, None] * ap
+            rs_new = r.pow(2).sum(1)
+            p = r + (rs_new / rs.clamp_min(1e-30))[:, None] * p
+            rs = rs_new
+        return x.detach()
 
     def _jacobian(self, z: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """Forward-difference Jacobian ``[B, pixels, dim]`` of the flat decode at flat latents ``z``."""
