@@ -74,6 +74,7 @@ def test_zoo_inversion_overrides_are_valid_settings():
 
 def test_run_end_to_end_on_tiny_models_writes_json_markdown_and_figures(tmp_path, monkeypatch):
     gens = {name: ModuleGenerator(TinyGenerator(seed=seed), [8], id=name) for name, seed in (("a", 0), ("b", 5))}
+    gens["rgb"] = ModuleGenerator(TinyGenerator(seed=2, channels=3), [8], id="rgb")  # another kind of image
     monkeypatch.setattr(zoo, "list_models", lambda: list(gens))
     monkeypatch.setattr(zoo, "load", lambda name, device="cpu": gens[name])
     monkeypatch.setattr(zoo, "sample", lambda name, n, seed=0, device="cpu": gens[name].sample(n, seed=seed))
@@ -86,6 +87,7 @@ def test_run_end_to_end_on_tiny_models_writes_json_markdown_and_figures(tmp_path
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["settings"]["device"] == "cpu" and saved["models"]["a"]["inversion"] == FAST.to_dict()
     pairs = saved["models"]["a"]["pairs"]
+    # the colour model is no non-member of a grayscale one: only models of the same image shape are compared
     assert set(pairs) == {"real", "b"} and all(p["raw"]["auroc"] == 1.0 for p in pairs.values())
     reference = saved["reference_loop"]
     assert reference["n"] == 6 and reference["reference"]["auroc"] == 1.0 and reference["batched"]["auroc"] == 1.0

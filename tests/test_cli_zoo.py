@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,12 @@ def test_shipped_calibrations_match_their_models_settings_and_sample_counts(path
     calibration = Calibration.load(path)
     generator = zoo.load(path.stem)
     calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)  # raises when stale
-    assert calibration.inversion == inversion_config(path.stem)
+    # the recipe's settings, with the retries the calibration chose from its samples (never fewer than the recipe's)
+    recipe = inversion_config(path.stem)
+    assert dataclasses.replace(calibration.inversion, retries=recipe.retries) == recipe
+    assert calibration.inversion.retries >= recipe.retries
+    if calibration.retry_search is not None:
+        assert calibration.retry_search["retries"] == calibration.inversion.retries
     assert calibration.scores.size == SHIPPED_SAMPLES
 
 

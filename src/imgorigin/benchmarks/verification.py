@@ -28,6 +28,7 @@ from imgorigin.verification.inversion import InversionConfig, Inverter, image_ke
 CAL_SEED = 1_000
 MEMBER_SEED = 2_000
 OTHER_SEED = 3_000
+REAL_PHOTO_SEED = 4_000
 VARIANTS = ("raw", "complexity")
 
 
@@ -50,6 +51,13 @@ def invert_set(generator: Generator, images: torch.Tensor, config: InversionConf
 def variant(scored: Scored, name: str) -> np.ndarray:
     """Scores of a set under a score variant."""
     return scored.scores if name == "raw" else complexity_calibrated(scored.scores, scored.images)
+
+
+def photo_crops(n: int, image_shape: tuple[int, ...]) -> torch.Tensor:
+    """The colour zoo's real images: ``n`` 8-bit crops of the held-out photos (:mod:`imgorigin.zoo.photos`)."""
+    from imgorigin.zoo.photos import random_crops
+
+    return quantize_8bit(random_crops("heldout", n, image_shape[-1], seed=REAL_PHOTO_SEED, flip=False))
 
 
 def pair_metrics(cal: np.ndarray, members: np.ndarray, others: np.ndarray, alpha: float, floor: float = 0.0) -> dict:
@@ -166,7 +174,7 @@ def run(
     ``config`` None: each model's shipped inversion settings (those of its shipped calibration)."""
     from imgorigin import zoo
     from imgorigin.zoo import data
-    from imgorigin.zoo.calibrations import inversion_config
+    from imgorigin.zoo.calibrations import shipped_inversion
 
     out_dir.mkdir(parents=True, exist_ok=True)
     real = data_real(data, n_real)
@@ -190,12 +198,19 @@ def run(
     }
     for model in models:
         gen = zoo.load(model, device=device)
-        model_config = config or inversion_config(model)
+        model_config = config or shipped_inversion(model)
         cal_images = quantize_8bit(gen.sample(n_cal, seed=CAL_SEED))
         cal = invert_set(gen, cal_images, model_config)
         members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), model_config)
-        sets = {"real": invert_set(gen, real, model_config)}
-        sets.update({name: invert_set(gen, imgs, model_config) for name, imgs in others.items() if name != model})
+        own_real = real if tuple(real.shape[1:]) == gen.image_shape else photo_crops(n_real, gen.image_shape)
+        sets = {"real": invert_set(gen, own_real, model_config)}
+        sets.update(
+            {
+                name: invert_set(gen, imgs, model_config)
+                for name, imgs in others.items()
+                if name != model and tuple(imgs.shape[1:]) == gen.image_shape  # other zoo models of its kind
+            }
+        )
         calibration = Calibration(
             model_id=model,
             weight_hash=gen.weight_hash(),
@@ -236,7 +251,7 @@ def run(
         worst = min(p["raw"]["auroc"] for p in pairs.values())
         log(f"{model}: worst raw AUROC {worst:.4f}, {seconds:.3f} s/img")
     if reference_model:
-        reference_config = config or inversion_config(reference_model)
+        reference_config = config or shipped_inversion(reference_model)
         results["reference_loop"] = compare_reference(
             zoo.load(reference_model, device=device), reference_model, real, n_reference, reference_config, log
         )

@@ -74,8 +74,9 @@ def calibrate(
         int,
         typer.Option(
             min=0,
-            help="Choose --retries from the samples: invert those above --retry-above again from fresh starts "
-            "until two rounds in a row rescue none, at most this many rounds (0: use --retries as given).",
+            help="Choose --retries from the samples: invert those above --retry-above again from fresh starts, "
+            "round after round, until ten attempts in a row rescue none, at most this many rounds; never fewer "
+            "than --retries (0: use --retries as given).",
         ),
     ] = MAX_AUTO_RETRIES,
     device: DeviceOpt = "auto",

@@ -5,8 +5,9 @@ threshold can fix puts the α threshold among non-members. Fresh starts find mos
 attempts a model needs differs (zoo dcgan: 1 % of its own samples stuck after one attempt; a 64×64 RGB DCGAN:
 a third). So the calibration measures it: the samples whose best distance stays above ``retry_above`` are
 inverted again from fresh starts (seeded by key and attempt number, exactly as :class:`Inverter` retries), round
-after round, until ``patience`` rounds in a row rescue none; the calibration keeps ``retries`` = the last round
-that rescued one, and each sample's score is its best over attempts 0..retries — what ``verify`` computes.
+after round, until ``patience`` attempts in a row (counted over samples: one stuck sample gets that many rounds,
+twenty stuck samples one) rescue none; the calibration keeps ``retries`` = the last round that rescued one, and
+each sample's score is its best over attempts 0..retries — what ``verify`` computes.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter
 
-#: Most retries a calibration chooses by default, and rounds without a rescue before it stops looking.
-MAX_AUTO_RETRIES, AUTO_PATIENCE = 8, 2
+#: Most retries a calibration chooses by default, and failed attempts in a row before it stops looking.
+MAX_AUTO_RETRIES, AUTO_PATIENCE = 8, 10
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,6 @@ def choose_retries(
         if attempt <= config.retries or rescued:
             chosen, quiet = attempt, 0
         else:
-            quiet += 1
+            quiet += failed.size
     choice = RetryChoice(chosen, tuple(float(np.mean(h > config.retry_above)) for h in history), len(history) - 1)
     return dataclasses.replace(config, retries=chosen), history[chosen], choice
