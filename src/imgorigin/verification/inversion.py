@@ -524,17 +524,33 @@ class Inverter:
             )
             since_fresh[rows] = torch.where(accept | fresh, since_fresh[rows] + 1, cfg.refine_broyden + 1)
             iters[rows] += 1
-            improved = loss[rows] < anchor[rows] * (1 - cfg.rel_tol) - cfg.abs_tol
-            anchor[rows] = torch.where(improved, loss[rows], anchor[rows])
             counted = accept | fresh  # a rejection on a Broyden-updated Jacobian only triggers a measurement
-            stale[rows] = torch.where(improved, 0, stale[rows] + counted.long())
-            running[rows] = (stale[rows] < cfg.refine_patience) & (damping[rows] <= LM_MAX_DAMPING)
-            for row in rows[~running[rows]].tolist():
+            for row in self._stopped(rows, loss, anchor, stale, running, damping, counted):
                 yield row, z[row], float(loss[row]), int(iters[row])
             if not bool(running.any()):
                 return
         for row in torch.nonzero(running).flatten().tolist():  # the iteration budget is spent
             yield row, z[row], float(loss[row]), int(iters[row])
+
+    def _stopped(
+        self,
+        rows: torch.Tensor,
+        loss: torch.Tensor,
+        anchor: torch.Tensor,
+        stale: torch.Tensor,
+        running: torch.Tensor,
+        damping: torch.Tensor,
+        counted: torch.Tensor,
+    ) -> list[int]:
+        """The refinement's stopping rule, updating ``anchor``/``stale``/``running`` in place: a row stops once its
+        loss improved by < rel_tol (+ abs_tol) over ``refine_patience`` counted iterations, or its damping says it
+        is stuck. Returns the rows that stop now."""
+        cfg = self.config
+        improved = loss[rows] < anchor[rows] * (1 - cfg.rel_tol) - cfg.abs_tol
+        anchor[rows] = torch.where(improved, loss[rows], anchor[rows])
+        stale[rows] = torch.where(improved, 0, stale[rows] + counted.long())
+        running[rows] = (stale[rows] < cfg.refine_patience) & (damping[rows] <= LM_MAX_DAMPING)
+        return rows[~running[rows]].tolist()
 
     def _matrix_free_lm(self, z: torch.Tensor, target: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, float, int]]:
         """Levenberg–Marquardt for latents too large for a measured Jacobian: each step solves
@@ -560,11 +576,7 @@ class Inverter:
             loss[rows] = torch.where(accept, loss_new, loss[rows])
             damping[rows] = torch.where(accept, damping[rows] / LM_DOWN, damping[rows] * LM_UP)
             iters[rows] += 1
-            improved = loss[rows] < anchor[rows] * (1 - cfg.rel_tol) - cfg.abs_tol
-            anchor[rows] = torch.where(improved, loss[rows], anchor[rows])
-            stale[rows] = torch.where(improved, 0, stale[rows] + 1)
-            running[rows] = (stale[rows] < cfg.refine_patience) & (damping[rows] <= LM_MAX_DAMPING)
-            for row in rows[~running[rows]].tolist():
+            for row in self._stopped(rows, loss, anchor, stale, running, damping, torch.ones_like(accept)):
                 yield row, z[row], float(loss[row]), int(iters[row])
             if not bool(running.any()):
                 return
