@@ -303,8 +303,10 @@ def bench_verify(
     models: Annotated[str, typer.Option(help="Comma-separated zoo models to invert (default: all).")] = "",
     n_cal: Annotated[int, typer.Option(help="Calibration samples per model.")] = 100,
     n_members: Annotated[int, typer.Option(help="Fresh member samples per model (never the calibration ones).")] = 100,
-    n_real: Annotated[int, typer.Option(help="Real Fashion-MNIST test images.")] = 100,
-    n_other: Annotated[int, typer.Option(help="Samples of each other zoo model.")] = 50,
+    n_real: Annotated[
+        int, typer.Option(help="Real images: Fashion-MNIST test images (colour models: held-out photo crops).")
+    ] = 100,
+    n_other: Annotated[int, typer.Option(help="Samples of each other zoo model of the same image shape.")] = 50,
     alpha: Annotated[float, typer.Option(callback=open_unit_interval, help="Level of the conformal decision.")] = 0.05,
     reference_model: Annotated[
         str, typer.Option(help="Zoo model on which to time the per-image reference loop ('' to skip).")
