@@ -209,3 +209,18 @@ def test_clear_errors(setup):
     assert missing.exit_code == 2 and "ships no calibration: give its calibration (--calibration CAL" in missing.output
     bad_model = runner.invoke(app, ["calibrate", str(setup / "nothing.pt"), "--out", str(setup / "x.json")])
     assert bad_model.exit_code == 2 and "Accepted" in bad_model.output
+
+
+def test_calibrate_chooses_retries_unless_told_not_to(setup, tmp_path):
+    model = str(setup / "model.pt")
+    base = ["calibrate", model, "--samples", "6", "--cache-dir", str(tmp_path), "--steps", "3", "--refine-steps", "0"]
+    auto = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "auto.json")])
+    assert auto.exit_code == 0, auto.output
+    chosen = Calibration.load(tmp_path / "auto.json")
+    # 5 Adam steps leave every sample above retry_above: the search ran, rescued none, and kept 0 retries
+    assert chosen.retry_search["failed_after_attempt"][0] == 1.0 and chosen.inversion.retries == 0
+    assert "retries: 0 chosen" in auto.output
+    fixed = CliRunner().invoke(app, [*base, "--auto-retries", "0", "--retries", "1", "--out", str(tmp_path / "f.json")])
+    assert fixed.exit_code == 0, fixed.output
+    given = Calibration.load(tmp_path / "f.json")
+    assert given.inversion.retries == 1 and given.retry_search is None and "retries:" not in fixed.output
