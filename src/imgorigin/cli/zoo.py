@@ -10,7 +10,9 @@ import typer
 from imgorigin.cli.common import DeviceOpt, progress_enabled
 from imgorigin.runtime import resolve_device
 
-zoo_app = typer.Typer(help="The shipped zoo of small generators trained on Fashion-MNIST.", no_args_is_help=True)
+zoo_app = typer.Typer(
+    help="The shipped zoo of small generators (Fashion-MNIST, and one on colour photo crops).", no_args_is_help=True
+)
 
 
 @zoo_app.command("list")
@@ -56,7 +58,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the weights (the shipped layout).")],
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train a zoo model from its recipe (needs `apt-get install dataset-fashion-mnist`)."""
+    """Train a zoo model from its recipe (Fashion-MNIST models need `apt-get install dataset-fashion-mnist`,
+    dcgan-rgb needs `pip install scikit-image`)."""
     from imgorigin import zoo
 
     stats = zoo.train(name, out, device=resolve_device(device))

@@ -175,6 +175,11 @@ def image_key(image: torch.Tensor) -> str:
     return hashlib.sha256(image.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
 
 
+def attempt_key(key: str, attempt: int) -> str:
+    """The seed key of an image's attempt ``attempt`` (0: the image's own key): every retry draws new starts."""
+    return key if attempt == 0 else f"{key}:attempt{attempt}"
+
+
 def _image_rng(seed: int, key: str) -> torch.Generator:
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
@@ -371,9 +376,7 @@ class Inverter:
             return
         index = torch.tensor([queue.popleft() for _ in range(free)], dtype=torch.long)
         target = images[index].to(self.generator.device, torch.float32)
-        z = self._initial_latents(
-            target, [keys[i] if attempts[i] == 0 else f"{keys[i]}:attempt{attempts[i]}" for i in index.tolist()]
-        )
+        z = self._initial_latents(target, [attempt_key(keys[i], int(attempts[i])) for i in index.tolist()])
         active.add(index, z, target, r)
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from imgorigin.verification.generators.base import Generator
-from imgorigin.verification.inversion import InversionConfig, Inverter
+from imgorigin.verification.inversion import InversionConfig, Inverter, attempt_key
 
 #: Most retries a calibration chooses by default, and failed attempts in a row before it stops looking.
 MAX_AUTO_RETRIES, AUTO_PATIENCE = 8, 10
@@ -38,11 +38,6 @@ class RetryChoice:
     def to_dict(self) -> dict:
         """Plain dict for JSON (stored in the calibration file)."""
         return {"retries": self.retries, "failed_after_attempt": list(self.failed), "rounds": self.rounds}
-
-
-def attempt_key(key: str, attempt: int) -> str:
-    """The seed key of an image's attempt ``attempt`` (0: the image's own key), as :class:`Inverter` uses it."""
-    return key if attempt == 0 else f"{key}:attempt{attempt}"
 
 
 def choose_retries(

@@ -238,31 +238,26 @@ def calibrate(
     fast = isinstance(config, FastConfig)
     weight_hash = generator.weight_hash()
     retry_search = None
-    if sample_dir is not None:
-        paths = find_images(sample_dir)[:n] if n else find_images(sample_dir)
-        if fast or not auto_retries:
-            cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
-            scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
-        else:
+    paths = (find_images(sample_dir)[:n] if n else find_images(sample_dir)) if sample_dir is not None else []
+    if sample_dir is not None and (fast or not auto_retries):  # scored as the files stream in, through the cache
+        cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
+        scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
+    else:
+        if sample_dir is not None:
             loaded = [img for chunk in load_chunks(generator, paths) for img in chunk]
             samples, keys = torch.stack([img.tensor() for img in loaded]), [img.sha256 for img in loaded]
+        else:
+            samples = quantize_8bit(generator.sample(n, seed=seed))
+            keys = [image_key(x) for x in samples]
+        if fast:
+            scores = double_reconstruction(generator, samples, config).scores.tolist()
+        elif auto_retries:
             config, scores, retry_search = choose_retries(
                 generator, config, samples, keys, max_retries=auto_retries, progress=progress
             )
-        source = ",".join(str(p) for p in sample_dir)
-    else:
-        samples = quantize_8bit(generator.sample(n, seed=seed))
-        if fast:
-            scores = double_reconstruction(generator, samples, config).scores.tolist()
         else:
-            keys = [image_key(x) for x in samples]
-            if auto_retries:
-                config, scores, retry_search = choose_retries(
-                    generator, config, samples, keys, max_retries=auto_retries, progress=progress
-                )
-            else:
-                scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
-        source = "generated"
+            scores = Inverter(generator, config)(samples, keys=keys, progress=progress).scores.tolist()
+    source = ",".join(str(p) for p in sample_dir) if sample_dir is not None else "generated"
     cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
     reference = None
     if reference_real is not None:

@@ -1,4 +1,4 @@
-"""The model zoo: small generators trained on Fashion-MNIST and shipped with the package.
+"""The model zoo: small generators trained on Fashion-MNIST (and one on colour photo crops), shipped with the package.
 
 It is the embedded default for the demo and the benchmark for verification and attribution:
 
@@ -12,6 +12,8 @@ vae        VAE decoder, latent z [16] (encoder available for initialisation)
 ddpm       x_T [1, 28, 28] → deterministic DDIM chain (10 steps) → image
 ldm        AutoencoderKL decoder, scaled latent [4, 7, 7] (encoder initialisation); samples come from
            the latent diffusion model (DDIM, 10 steps) decoded by it
+ddpm-one-step  x_T [1, 28, 28] → one evaluation of a student distilled from ddpm → image
+dcgan-rgb  colour DCGAN (64×64 RGB), latent z [100]; trained on photo crops (:mod:`imgorigin.zoo.photos`)
 ======== ===================================================================================
 
 API: :func:`list_models`, :func:`load`, :func:`sample`, :func:`train`, :func:`model_card`. Data:
@@ -90,7 +92,8 @@ def sample(
     weights: str | os.PathLike | None = None,
     batch_size: int = 100,
 ) -> torch.Tensor:
-    """``n`` images ``[n, 1, 28, 28]`` in [0, 1] from the model's own sampling procedure, deterministic per seed.
+    """``n`` images ``[n, C, H, W]`` in [0, 1] (``[n, 1, 28, 28]``; ``dcgan-rgb``: ``[n, 3, 64, 64]``) from the
+    model's own sampling procedure, deterministic per seed.
 
     For ``ldm`` the latents come from the latent diffusion model (DDIM) and are decoded by the autoencoder;
     for the others this is ``load(name).sample(n, seed)`` (latents from the prior, then decode).
