@@ -69,7 +69,7 @@ def test_zoo_inversion_overrides_are_valid_settings():
     for name, override in INVERSION_OVERRIDES.items():
         cfg = inversion_config(name)
         assert all(getattr(cfg, k) == v for k, v in override.items())
-    assert inversion_config("dcgan") == inversion_config("vae")  # the defaults
+    assert inversion_config("dcgan") == inversion_config("vae")  # the earlier refinement defaults
 
 
 def test_run_end_to_end_on_tiny_models_writes_json_markdown_and_figures(tmp_path, monkeypatch):

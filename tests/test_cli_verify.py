@@ -82,6 +82,7 @@ def test_calibrate_reproduces_the_shipped_wgangp_inversion_settings(tmp_path):
         "--refine-steps=100",
         "--refine-broyden=0",
         "--refine-patience=10",
+        "--refine-rel-tol=0.01",
         "--retries=2",
     ]
     out = tmp_path / "wgangp.json"

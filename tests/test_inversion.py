@@ -122,6 +122,18 @@ def test_config_round_trip_and_unknown_keys():
         InversionConfig.from_dict({**cfg.to_dict(), "extra": 1})
     old = {k: v for k, v in cfg.to_dict().items() if not k.startswith("refine")}
     assert InversionConfig.from_dict(old).refine_steps == 0  # older files keep their Adam-only scores
+    before = {k: v for k, v in InversionConfig(rel_tol=0.03).to_dict().items() if k != "refine_rel_tol"}
+    assert InversionConfig.from_dict(before).refine_rel_tol == 0.03  # files from when rel_tol stopped both
+
+
+def test_refinement_stops_on_its_own_tolerance_not_adams(generator):
+    others = real_like(6, seed=4)
+    base = dict(steps=25, refine_after=25, restarts=1, patience=1000, refine_patience=3)
+    loose = invert(generator, others, InversionConfig(**base, refine_rel_tol=0.5)).steps
+    tight = invert(generator, others, InversionConfig(**base, refine_rel_tol=1e-4)).steps
+    assert np.all(loose <= tight) and loose.sum() < tight.sum()
+    adam_loose = invert(generator, others, InversionConfig(**base, refine_rel_tol=1e-4, rel_tol=0.5)).steps
+    np.testing.assert_array_equal(adam_loose, tight)
 
 
 def test_distances_hand_values():
