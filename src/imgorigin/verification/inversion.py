@@ -148,8 +148,8 @@ class InversionConfig:
             raise ValueError(f"unknown inversion settings {sorted(unknown)}")
         if "refine_steps" not in data:  # written before the refinement existed: reproduce Adam-only scores
             data = {**data, "refine_steps": 0}
-        if "refine_rel_tol" not in data:  # written when the refinement stopped on rel_tol: reproduce its scores
-            data = {**data, "refine_rel_tol": data.get("rel_tol", 1e-2)}
+        # written before the refinement stopped on its own rule (rel_tol, patience 5): reproduce their scores
+        data = {"refine_patience": 5, "refine_rel_tol": data.get("rel_tol", 1e-2), **data}
         return cls(**data)
 
 
