@@ -82,7 +82,7 @@ class InversionConfig:
     )
     search_candidates: int = _setting(16, "Random latents scored (forward only) per restart kept, for init=search.")
     patience: int = _setting(40, "Stop an image once its best loss improved by < tolerance over this many steps.")
-    rel_tol: float = _setting(1e-2, "Tolerance relative to the best loss at the start of the patience window.")
+    rel_tol: float = _setting(1e-2, "Adam's tolerance, relative to the best loss at the start of the patience window.")
     abs_tol: float = _setting(
         1e-7, "Plus this, in distance units (a tenth of the 8-bit quantisation MSE, 1.3e-6), in the tolerance."
     )
