@@ -16,8 +16,7 @@ import torch
 
 from imgorigin import zoo
 from imgorigin.images import quantize_8bit
-from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
-from imgorigin.zoo.calibrations import EARLIER_REFINEMENT
+from imgorigin.verification.inversion import EARLIER_REFINEMENT, InversionConfig, Inverter, image_key
 from imgorigin.zoo.photos import random_crops
 
 RULES = {"earlier (60 it, patience 5, 1 %)": InversionConfig(**EARLIER_REFINEMENT), "defaults": InversionConfig()}

@@ -80,8 +80,9 @@ def test_score_is_the_best_loss_of_the_returned_latent(generator):
 
 def test_more_steps_never_hurt(generator):
     images = real_like(4, seed=10)
-    adam = dict(restarts=2, patience=10_000, init="random", refine_steps=0)  # Adam's budget (the refinement's
-    short = invert(generator, images, InversionConfig(steps=10, **adam))  # looser stop can end a hair apart)
+    # Adam's budget only: the refinement's looser stop can end two runs a hair apart
+    adam = dict(restarts=2, patience=10_000, init="random", refine_steps=0)
+    short = invert(generator, images, InversionConfig(steps=10, **adam))
     long = invert(generator, images, InversionConfig(steps=200, **adam))
     assert np.all(long.scores <= short.scores + 1e-9)
 

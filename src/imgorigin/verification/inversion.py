@@ -49,6 +49,9 @@ LR_FLOOR = 0.05
 LM_DAMPING, LM_UP, LM_DOWN, LM_MAX_DAMPING, LM_FD_STEP = 1e-2, 4.0, 3.0, 1e4, 1e-3
 #: Most Jacobian entries held at once (float32): bounds the refinement's memory (~128 MB).
 LM_JACOBIAN_BUDGET = 2**25
+#: The refinement's stopping rule and budget before it got its own tolerance (files and zoo calibrations made
+#: then keep it): 60 iterations, patience 5, Adam's 1 % tolerance.
+EARLIER_REFINEMENT: dict[str, Any] = {"refine_steps": 60, "refine_patience": 5, "refine_rel_tol": 1e-2}
 
 
 def _setting(default: Any, text: str) -> Any:
@@ -146,11 +149,14 @@ class InversionConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown inversion settings {sorted(unknown)}")
-        if "refine_steps" not in data:  # written before the refinement existed: reproduce Adam-only scores
-            data = {**data, "refine_steps": 0}
-        # written before the refinement stopped on its own rule (rel_tol, patience 5): reproduce their scores
-        data = {"refine_patience": 5, "refine_rel_tol": data.get("rel_tol", 1e-2), **data}
-        return cls(**data)
+        # settings older files lack, as those files were computed: before the refinement existed (Adam only), and
+        # before it stopped on its own rule (Adam's rel_tol, patience 5)
+        written_before = {
+            "refine_steps": 0,
+            "refine_patience": EARLIER_REFINEMENT["refine_patience"],
+            "refine_rel_tol": data.get("rel_tol", EARLIER_REFINEMENT["refine_rel_tol"]),
+        }
+        return cls(**{**written_before, **data})
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from imgorigin.runtime import default_cache_dir
 from imgorigin.verification.calibration import CalibrationError
+from imgorigin.verification.inversion import EARLIER_REFINEMENT
 
 if TYPE_CHECKING:
     import torch
@@ -41,8 +42,7 @@ SHIPPED_SEED = 1_000
 
 #: The calibrations shipped before the refinement's defaults changed (100 iterations, patience 10, tolerance
 #: 10 %: members of the 64×64 RGB DCGAN converge linearly for 30–100 iterations) keep the settings they were made
-#: with (60 iterations, patience 5, tolerance 1 %), so their scores stay valid.
-EARLIER_REFINEMENT = {"refine_steps": 60, "refine_patience": 5, "refine_rel_tol": 1e-2}
+#: with (``EARLIER_REFINEMENT``: 60 iterations, patience 5, tolerance 1 %), so their scores stay valid.
 #: Inversion settings that differ from the defaults, per zoo model (stored in its calibration file, so
 #: `verify` reuses them). wgangp (upsample + conv, ReLU): Levenberg–Marquardt converges slowly across
 #: activation kinks, so it gets fresh Jacobians, more patience and more restarts. Measured on 48 members vs
