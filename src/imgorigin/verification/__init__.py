@@ -6,6 +6,7 @@ reconstruction, and decide against the scores of the model's own samples with st
 
 from imgorigin.verification.calibration import Calibration, CalibrationError
 from imgorigin.verification.generators import Generator
+from imgorigin.verification.initializer import InitializerConfig
 from imgorigin.verification.inversion import InversionConfig, Inverter
 from imgorigin.verification.sources import ModelSource, default_calibration, load_generator, register_source
 from imgorigin.verification.verifier import Verifier, calibrate, decide
@@ -14,6 +15,7 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "Generator",
+    "InitializerConfig",
     "InversionConfig",
     "Inverter",
     "ModelSource",

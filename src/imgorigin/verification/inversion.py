@@ -39,7 +39,7 @@ from imgorigin.errors import UsageError
 from imgorigin.verification.distances import get_distance
 from imgorigin.verification.generators.base import Generator
 
-InitMode = Literal["auto", "random", "search", "encoder"]
+InitMode = Literal["auto", "random", "search", "encoder", "learned"]
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 #: Cosine schedule decays the learning rate to this fraction of ``lr`` at the last Adam step.
@@ -81,7 +81,9 @@ class InversionConfig:
     restarts: int = _setting(4, "Latents optimised per image; the best one counts.")
     prune_after: int = _setting(25, "After this many steps keep only each image's best restart (0: never).")
     init: InitMode = _setting(
-        "auto", "Start latents: auto (encoder when the model has one, else search), random, search, encoder."
+        "auto",
+        "Start latents: auto (encoder when the model has one, else search; calibrate chooses learned for a model "
+        "without one), random, search, encoder, learned (an initialiser calibrate trains on the model's samples).",
     )
     search_candidates: int = _setting(16, "Random latents scored (forward only) per restart kept, for init=search.")
     patience: int = _setting(40, "Stop an image once its best loss improved by < tolerance over this many steps.")
@@ -132,8 +134,8 @@ class InversionConfig:
             raise ValueError("refine_steps must be >= 0; refine_after, refine_max_dim, refine_patience >= 1")
         if self.refine_broyden < 0 or self.retries < 0 or self.retry_above < 0 or self.refine_cg_steps < 0:
             raise ValueError("refine_broyden, refine_cg_steps, retries and retry_above must be >= 0")
-        if self.init not in ("auto", "random", "search", "encoder"):
-            raise ValueError(f"init must be auto, random, search or encoder, not {self.init!r}")
+        if self.init not in ("auto", "random", "search", "encoder", "learned"):
+            raise ValueError(f"init must be auto, random, search, encoder or learned, not {self.init!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be cosine or constant, not {self.schedule!r}")
         get_distance(self.distance)
@@ -277,6 +279,11 @@ class Inverter:
         init = self.config.init
         if init == "encoder" and not generator.has_encoder:
             raise UsageError(f"init='encoder' but model {generator.id} has no encoder; use auto, search or random")
+        if init == "learned" and getattr(generator, "init_sha256", None) is None:
+            raise UsageError(
+                f"init='learned' starts from the initialiser a calibration trained for model {generator.id}: verify "
+                "with that calibration (it carries the initialiser), or run `imgorigin calibrate` to train one"
+            )
         self.init = ("encoder" if generator.has_encoder else "search") if init == "auto" else init
         dim = math.prod(generator.latent_shape)
         #: Whether Levenberg–Marquardt refines Adam's result (MSE distance; a small enough latent, with a measured
@@ -382,7 +389,8 @@ class Inverter:
     ) -> None:
         """Give free rows (``batch_size × restarts`` in all) to queued images, freshly initialised.
 
-        A retried image's starts are seeded by its key and attempt number, so every attempt draws new ones.
+        A retried image's starts are seeded by its key and attempt number, so every attempt draws new ones; a retry
+        of an encoder (or learned) start searches instead, since the encoder would give the same start again.
         """
         r = self.config.restarts
         free = min((self.config.batch_size * r - active.n_rows) // r, len(queue))
@@ -390,22 +398,33 @@ class Inverter:
             return
         index = torch.tensor([queue.popleft() for _ in range(free)], dtype=torch.long)
         target = images[index].to(self.generator.device, torch.float32)
-        z = self._initial_latents(target, [attempt_key(keys[i], int(attempts[i])) for i in index.tolist()])
+        keyed = [attempt_key(keys[i], int(attempts[i])) for i in index.tolist()]
+        retry = attempts[index.numpy()] > 0
+        z = torch.empty((len(keyed) * r, *self.generator.latent_shape), device=self.generator.device)
+        again = "search" if self.init in ("encoder", "learned") else self.init
+        for mask, kind in ((~retry, self.init), (retry, again)):
+            if mask.any():
+                chosen = np.flatnonzero(mask)
+                rows = torch.from_numpy((chosen[:, None] * r + np.arange(r)).ravel())
+                z[rows] = self._initial_latents(target[chosen], [keyed[i] for i in chosen], kind)
         active.add(index, z, target, r)
 
     @torch.no_grad()
-    def _initial_latents(self, target: torch.Tensor, keys: list[str]) -> torch.Tensor:
-        """``[B × restarts, *latent]`` starting latents: encoder output (+ noise for extra restarts) or search."""
+    def _initial_latents(self, target: torch.Tensor, keys: list[str], init: str) -> torch.Tensor:
+        """``[B × restarts, *latent]`` starting latents: encoder (or learned initialiser) output (+ noise for extra
+        restarts), random, or search."""
         gen, cfg = self.generator, self.config
         rngs = [_image_rng(cfg.seed, k) for k in keys]
         r = cfg.restarts
-        if self.init == "encoder":
+        if init in ("encoder", "learned"):
             z0 = gen.encode(target).repeat_interleave(r, 0)
-            scale = z0.flatten(1).std(1).clamp_min(1e-6).view(-1, *([1] * (z0.dim() - 1)))
+            flat = z0.flatten(1)
+            spread = flat.std(1) if flat.shape[1] > 1 else torch.zeros(len(flat), device=flat.device)
+            scale = spread.clamp_min(1e-6).view(-1, *([1] * (z0.dim() - 1)))
             noise = torch.cat([gen.sample_latents(r, g) for g in rngs]).to(z0)
             noise[::r] = 0  # restart 0 of every image starts exactly at the encoder output
             return z0 + 0.1 * scale * noise
-        if self.init == "random":
+        if init == "random":
             return torch.cat([gen.sample_latents(r, g) for g in rngs])
         k = cfg.search_candidates
         chosen = []
