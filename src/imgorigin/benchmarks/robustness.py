@@ -224,7 +224,9 @@ def processed_calibration(
     paths = write_set(to_codes(samples), perturbation, folder, seed=PROCESSED_CAL_SEED)
     channels, height, width = generator.image_shape
     family = processing_family(load_image(paths[0], channels, (height, width)).processing)
-    made = calibrate(generator, len(paths), config=calibration.inversion, sample_dir=[folder], auto_retries=0)
+    bound = calibration.bind(generator)  # the pristine calibration's learned initialiser, when it has one
+    config = calibration.inversion  # exactly the pristine settings: no new initialiser, no retry search
+    made = calibrate(bound, len(paths), config=config, sample_dir=[folder], auto_retries=0, learned_init=False)
     made.perturbation = family
     return made
 

@@ -26,6 +26,7 @@ calibrations keep the file content and digest they always had.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -37,6 +38,8 @@ import numpy as np
 
 from imgorigin.errors import ImgoriginError
 from imgorigin.verification.fastpath import FAST, INVERSION, FastConfig
+from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.initializer import LearnedInit, digest
 from imgorigin.verification.inversion import InversionConfig
 from imgorigin.version import __version__
 
@@ -78,6 +81,12 @@ class Calibration:
     #: A pixel-diffusion model's sampler settings (:attr:`DDIMGenerator.sampler`: steps, timesteps, spacing,
     #: clipping, η): ``verify`` loads the model with them, and a model set otherwise is refused by name.
     sampler: dict | None = None
+    #: The learned initialiser the inversion starts from (``inversion.init == "learned"``), as safetensors bytes
+    #: (:mod:`imgorigin.verification.initializer`); stored in the file, its sha256 in the digest.
+    initializer: bytes | None = None
+    #: How it was trained (:class:`~imgorigin.verification.initializer.InitializerConfig` as a dict) and in how
+    #: many seconds: a record, not part of the decision.
+    initializer_training: dict | None = None
 
     def __post_init__(self) -> None:
         if self.method not in (INVERSION, FAST):
@@ -91,6 +100,8 @@ class Calibration:
             raise CalibrationError("a calibration needs at least 2 finite scores")
         if self.reference_scores is not None:
             self.reference_scores = np.sort(np.asarray(self.reference_scores, dtype=np.float64))
+        if (self.initializer is not None) != (self.method == INVERSION and self.inversion.init == "learned"):
+            raise CalibrationError("a calibration has a learned initialiser exactly when its inversion init is learned")
 
     # -- decisions ---------------------------------------------------------------------------------------
     @property
@@ -146,6 +157,12 @@ class Calibration:
         """Whether ``score`` lies within the span of calibration scores (outside: extrapolation, flagged)."""
         return bool(self._at_floor(self.scores[0]) <= self._at_floor(score) <= self._at_floor(self.scores[-1]))
 
+    def bind(self, generator: Generator) -> Generator:
+        """The generator as this calibration inverts it: with its learned initialiser when it has one."""
+        if self.initializer is None:
+            return generator
+        return LearnedInit(generator, self.initializer, self.initializer_training)
+
     # -- identity --------------------------------------------------------------------------------------
     def check_model(
         self, model_id: str, weight_hash: str, image_shape: tuple[int, ...], sampler: dict | None = None
@@ -192,6 +209,14 @@ class Calibration:
             **({} if self.method == INVERSION else {"method": self.method, "fast": self.fast.to_dict()}),
             **({} if self.retry_search is None else {"retry_search": self.retry_search}),
             **({} if self.sampler is None else {"sampler": self.sampler}),
+            **({} if self.initializer is None else {"initializer": self._initializer_dict()}),
+        }
+
+    def _initializer_dict(self) -> dict:
+        return {
+            "sha256": digest(self.initializer),  # type: ignore[arg-type]
+            "training": self.initializer_training,
+            "safetensors_base64": base64.b64encode(self.initializer).decode("ascii"),  # type: ignore[arg-type]
         }
 
     def digest(self) -> str:
@@ -209,6 +234,8 @@ class Calibration:
             kept["perturbation"] = self.perturbation
         if self.method != INVERSION:  # and so do inversion calibrations
             kept["method"], kept["fast"] = self.method, data["fast"]
+        if self.initializer is not None:
+            kept["initializer"] = data["initializer"]["sha256"]
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
@@ -246,11 +273,23 @@ class Calibration:
                 fast=None if data.get("fast") is None else FastConfig.from_dict(data["fast"]),
                 retry_search=data.get("retry_search"),
                 sampler=data.get("sampler"),
+                initializer=_initializer_bytes(path, data.get("initializer")),
+                initializer_training=(data.get("initializer") or {}).get("training"),
             )
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CalibrationError):
                 raise
             raise CalibrationError(f"{path}: unreadable calibration file ({exc})") from exc
+
+
+def _initializer_bytes(path: Path, stored: dict | None) -> bytes | None:
+    """A file's learned initialiser, checked against the sha256 stored beside it."""
+    if stored is None:
+        return None
+    data = base64.b64decode(stored["safetensors_base64"], validate=True)
+    if digest(data) != stored["sha256"]:
+        raise CalibrationError(f"{path}: its learned initialiser does not match the sha256 stored with it")
+    return data
 
 
 def conformal_p_value(score: float, calibration: np.ndarray) -> float:

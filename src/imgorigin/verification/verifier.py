@@ -12,6 +12,7 @@ kind. ``method="screen"`` scores every image the fast way and inverts only those
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,6 +38,13 @@ from imgorigin.verification.fastpath import (
     require_encoder,
 )
 from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.initializer import (
+    LEARNED_START,
+    InitializerConfig,
+    LearnedInit,
+    to_bytes,
+    train_initializer,
+)
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
 from imgorigin.verification.retries import MAX_AUTO_RETRIES, choose_retries
 from imgorigin.version import __version__
@@ -77,7 +85,9 @@ class ScoreCache:
         key_settings = config.cache_settings() if isinstance(config, FastConfig) else config.to_dict()
         settings = json.dumps(key_settings, sort_keys=True)
         weights = weight_hash or generator.weight_hash()
-        key = hashlib.sha256(f"{weights}|{settings}|{generator.image_shape}".encode()).hexdigest()
+        learned = getattr(generator, "init_sha256", None)  # a learned initialiser: its own scores
+        identity = f"{weights}|{settings}|{generator.image_shape}" + ("" if learned is None else f"|{learned}")
+        key = hashlib.sha256(identity.encode()).hexdigest()
         self.path = Path(cache_dir) / "scores" / f"{key[:32]}.jsonl"
         data = self.path.read_bytes() if self.path.is_file() else b""
         self._torn = bool(data) and not data.endswith(b"\n")  # a run killed mid-line: start the next on a new one
@@ -224,6 +234,8 @@ def calibrate(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     auto_retries: int = MAX_AUTO_RETRIES,
+    learned_init: bool = True,
+    initializer: InitializerConfig | None = None,
 ) -> Calibration:
     """Build a calibration: invert ``n`` of the model's own images and keep their scores.
 
@@ -233,11 +245,19 @@ def calibrate(
     fast-path calibration (method ``double-reconstruction``: no inversion; the model needs an encoder).
     ``auto_retries`` > 0: the inversion's ``retries`` is chosen from the samples, at most this many
     (:func:`~imgorigin.verification.retries.choose_retries`); 0 keeps ``config.retries`` as given.
+    ``learned_init``: ``init="auto"`` on a model without an encoder whose latent the refinement handles trains a
+    learned initialiser (``initializer``'s settings) and inverts from it (:func:`learned_start`); False keeps
+    auto's search. ``init="learned"`` always trains one.
     """
     config = config or InversionConfig()
     fast = isinstance(config, FastConfig)
     weight_hash = generator.weight_hash()
     retry_search = None
+    trained: tuple[bytes, dict] | None = None
+    if not fast:
+        config, trained = learned_start(generator, config, learned_init, initializer, progress)
+        if trained is not None and not isinstance(generator, LearnedInit):
+            generator = LearnedInit(generator, *trained)
     paths = (find_images(sample_dir)[:n] if n else find_images(sample_dir)) if sample_dir is not None else []
     if sample_dir is not None and (fast or not auto_retries):  # scored as the files stream in, through the cache
         cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
@@ -277,7 +297,38 @@ def calibrate(
         fast=config if fast else None,
         retry_search=None if retry_search is None else retry_search.to_dict(),
         sampler=getattr(generator, "sampler", None),
+        initializer=None if trained is None else trained[0],
+        initializer_training=None if trained is None else trained[1],
     )
+
+
+def learned_start(
+    generator: Generator,
+    config: InversionConfig,
+    allowed: bool = True,
+    settings: InitializerConfig | None = None,
+    progress: bool = False,
+) -> tuple[InversionConfig, tuple[bytes, dict] | None]:
+    """The inversion settings a calibration uses and, when they start from a learned initialiser, its bytes and
+    training record: ``init="learned"``, or ``"auto"`` (with ``allowed``) on a model without an encoder whose
+    latent the refinement handles, which also sets :data:`LEARNED_START` (one start, refined at once). A generator
+    already bound to an initialiser (:meth:`Calibration.bind`, with ``init="learned"``) keeps it: a calibration on
+    processed samples starts from the same latents as the pristine one."""
+    if isinstance(generator, LearnedInit):
+        if config.init != "learned":
+            raise UsageError(f"model {generator.id} is bound to a learned initialiser: calibrate it with init learned")
+        return config, (generator.data, generator.training or {})
+    if generator.has_encoder and config.init == "learned":
+        raise UsageError(f"model {generator.id} has its own encoder: use init encoder (or auto), not learned")
+    chosen = config.init == "auto" and allowed and not generator.has_encoder and Inverter(generator, config).refines
+    if config.init != "learned" and not chosen:
+        return config, None
+    settings = settings or InitializerConfig()
+    began = time.perf_counter()
+    data = to_bytes(train_initializer(generator, settings, progress=progress))
+    record = {**settings.to_dict(), "seconds": round(time.perf_counter() - began, 1)}
+    overrides = LEARNED_START if chosen else {}
+    return dataclasses.replace(config, init="learned", **overrides), (data, record)
 
 
 #: An image counts as informative when more than this fraction of its values differ from its median value by more
@@ -447,10 +498,12 @@ class Verifier:
                 extra.perturbation is None
                 or extra.method != calibration.method
                 or extra.settings != calibration.settings
+                or extra.initializer != calibration.initializer
             ):
                 raise CalibrationError(
                     "a processed calibration needs its perturbation set and the main calibration's method and settings"
                 )
+        generator = calibration.bind(generator)  # its learned initialiser, when it has one
         self.method = method
         self.processed_calibrations = list(processed_calibrations)
         self.generator, self.calibration, self.alpha = generator, calibration, alpha

@@ -118,6 +118,6 @@ def calibrate_shipped(name: str, device: str | torch.device = "cpu", progress: b
     from imgorigin.verification.verifier import calibrate
     from imgorigin.zoo import load
 
-    return calibrate(
-        load(name, device=device), SHIPPED_SAMPLES, config=inversion_config(name), seed=SHIPPED_SEED, progress=progress
-    )
+    model = load(name, device=device)
+    config = inversion_config(name)  # made before the learned initialiser: search starts
+    return calibrate(model, SHIPPED_SAMPLES, config=config, seed=SHIPPED_SEED, progress=progress, learned_init=False)
