@@ -16,6 +16,7 @@ from imgorigin.cli.options import option_name
 from imgorigin.images import save_png
 from imgorigin.records import read_records
 from imgorigin.verification import Calibration, InversionConfig, load_generator
+from imgorigin.verification.initializer import LEARNED_START
 from imgorigin.zoo.calibrations import INVERSION_OVERRIDES, inversion_config
 from tiny_models import TinyGenerator, real_like, save_torchscript
 
@@ -51,9 +52,12 @@ def setup(tmp_path_factory):
             "--cache-dir",
             str(cache),
             *FAST,
+            "--init-steps",
+            "200",
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "learned initialiser: 200 steps in" in result.output
     return root
 
 
@@ -61,7 +65,9 @@ def test_calibration_file(setup):
     data = json.loads((setup / "cal.json").read_text())
     assert data["n"] == 40 and data["model"]["image_shape"] == [1, 16, 16]
     assert data["source"] == "generated" and len(data["model"]["weight_hash"]) == 64
-    assert Calibration.load(setup / "cal.json").inversion == FAST_CONFIG  # the generated options reach the file
+    # the generated options reach the file, with the learned start calibrate chose for this encoder-less model
+    learned = dataclasses.replace(FAST_CONFIG, init="learned", **LEARNED_START)
+    assert Calibration.load(setup / "cal.json").inversion == learned and data["initializer"]["training"]["steps"] == 200
 
 
 def test_calibrate_offers_every_inversion_setting_with_the_library_default_and_help():
@@ -87,6 +93,7 @@ def test_calibrate_reproduces_the_shipped_wgangp_inversion_settings(tmp_path):
     ]
     out = tmp_path / "wgangp.json"
     args = ["calibrate", "zoo:wgangp", "--samples", "2", "--out", str(out), "--cache-dir", str(tmp_path), *overrides]
+    args.append("--no-learned-init")  # the shipped calibrations start from searched latents
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert Calibration.load(out).inversion == inversion_config("wgangp") != InversionConfig()

@@ -87,7 +87,7 @@ def test_own_images_pass_resized_ones_are_flagged(generator, tmp_path):
 
 
 def test_verifier_calls_resized_members_inconclusive(generator, tmp_path):
-    calibration = calibrate(generator, 30, config=FAST, seed=1)
+    calibration = calibrate(generator, 30, config=FAST, seed=1, learned_init=False)
     members = (generator.sample(6, seed=7) * 255).round() / 255
     for i, image in enumerate(members):
         save_png(image, tmp_path / f"m{i}.png")
@@ -127,7 +127,7 @@ def test_cli_detail_alpha_option(tmp_path):
 def test_decide_withholds_a_verdict_only_for_known_reasons(generator):
     from imgorigin.verification.verifier import decide
 
-    calibration = calibrate(generator, 10, config=FAST, seed=2)
+    calibration = calibrate(generator, 10, config=FAST, seed=2, learned_init=False)
     low = float(calibration.scores[0])
     assert decide(low, calibration, 0.05)["verdict"] == "member"
     held = decide(low, calibration, 0.05, withheld=["smoother_than_model", "processing_not_calibrated"])

@@ -86,7 +86,7 @@ def test_coverage_of_processing_families():
 @pytest.fixture(scope="module")
 def tiny():
     gen = ModuleGenerator(TinyGenerator(), [LATENT], id="tiny")
-    return gen, calibrate(gen, 20, config=FAST)
+    return gen, calibrate(gen, 20, config=FAST, learned_init=False)
 
 
 def test_a_jpeg_member_against_a_pristine_calibration_is_inconclusive(tiny, tmp_path):
@@ -117,7 +117,7 @@ def test_a_calibration_on_processed_samples_decides_images_processed_the_same_wa
     gen, cal = tiny
     own = tmp_path / "own"
     robustness.write_set(robustness.to_codes(gen.sample(20, seed=11)), robustness.Perturbation("jpeg", 75), own, 0)
-    jpeg_cal = calibrate(gen, 20, config=FAST, sample_dir=[own])
+    jpeg_cal = calibrate(gen, 20, config=FAST, sample_dir=[own], learned_init=False)
     jpeg_cal.perturbation = "jpeg:75"
     saved = Calibration.load(jpeg_cal.save(tmp_path / "jpeg.cal.json"))
     assert saved.perturbation == "jpeg:75" and saved.digest() == jpeg_cal.digest()
@@ -159,7 +159,7 @@ def test_benchmark_run_on_tiny_generators(tmp_path):
         "a": ModuleGenerator(TinyGenerator(seed=0), [LATENT], id="a"),
         "b": ModuleGenerator(TinyGenerator(seed=1), [LATENT], id="b"),
     }
-    cals = {name: calibrate(gen, 12, config=FAST, seed=99) for name, gen in gens.items()}
+    cals = {name: calibrate(gen, 12, config=FAST, seed=99, learned_init=False) for name, gen in gens.items()}
     grid = robustness.parse_grid("none,jpeg:75,resize:0.5,scaled:2")
     results = robustness.run(
         ["a"],

@@ -42,7 +42,7 @@ def build_world(root: Path, inversion: InversionConfig = FAST) -> Path:
     serve.toml serving them (model ``tiny``; classifiers ``clf`` with two-stage and ``plain`` without)."""
     save_torchscript(TinyGenerator(seed=0), root / "tiny.pt")
     generator = load_generator(str(root / "tiny.pt"))
-    calibrate(generator, 30, config=inversion).save(root / "tiny.cal.json")
+    calibrate(generator, 30, config=inversion, learned_init=False).save(root / "tiny.cal.json")
     for folder, images in (
         ("members", generator.sample(4, seed=50)),
         ("real", real_like(4, seed=52)),

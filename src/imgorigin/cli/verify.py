@@ -21,6 +21,7 @@ from imgorigin.verification import Calibration, InversionConfig, Verifier, defau
 from imgorigin.verification import calibrate as run_calibration
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
 from imgorigin.verification.fastpath import FastConfig, require_encoder
+from imgorigin.verification.initializer import InitializerConfig
 from imgorigin.verification.retries import MAX_AUTO_RETRIES
 from imgorigin.verification.verifier import SCREEN_SHARE
 
@@ -79,6 +80,18 @@ def calibrate(
             "than --retries (0: use --retries as given).",
         ),
     ] = MAX_AUTO_RETRIES,
+    no_learned_init: Annotated[
+        bool,
+        typer.Option(
+            "--no-learned-init",
+            help="Keep --init auto's search starts. Without it, a model with no encoder whose latent the refinement "
+            "handles (a GAN) gets a small network, trained on its own samples, that predicts latents; each "
+            "inversion starts there (stored in the file: its own samples' basins are found far more often).",
+        ),
+    ] = False,
+    init_steps: Annotated[
+        int, typer.Option(min=1, help="Training steps of the learned initialiser (128 samples each).")
+    ] = InitializerConfig().steps,
     device: DeviceOpt = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Score cache folder (default $IMGORIGIN_CACHE or ~/.cache/imgorigin).")
@@ -103,8 +116,16 @@ def calibrate(
         cache_dir=cache_dir or default_cache_dir(),
         progress=progress_enabled(),
         auto_retries=auto_retries,
+        learned_init=not no_learned_init,
+        initializer=InitializerConfig(steps=init_steps),
     )
     calibration.save(out)
+    if calibration.initializer_training is not None:
+        typer.echo(
+            f"learned initialiser: {calibration.initializer_training['steps']} steps in "
+            f"{calibration.initializer_training['seconds']:g} s; inversion starts from its latents",
+            err=True,
+        )
     s = calibration.scores
     if calibration.retry_search is not None:
         failed = ", ".join(f"{100 * f:.1f} %" for f in calibration.retry_search["failed_after_attempt"])
