@@ -115,10 +115,20 @@ def test_mse_scores_below_the_8bit_quantisation_floor_are_indistinguishable():
     floor = QUANTISATION_FLOOR
     assert floor == pytest.approx(1.28e-6, rel=1e-2)
     cal = make(np.linspace(0.3, 1.0, 40) * floor)  # every calibration residual already at the floor
-    assert cal.p_value(0.99 * floor) == 1.0 and cal.p_value(0.2 * floor) == 1.0
-    assert cal.threshold(0.05) == floor and cal.in_range(0.01 * floor)
+    # the floor band: 3 sd of the rounding MSE's spread over the 64 values of a 1×8×8 image above it
+    band = floor * (1 + 3 * math.sqrt(0.8 / 64))
+    assert cal.floor == pytest.approx(band) and cal.floor == pytest.approx(1.711e-6, rel=1e-3)
+    assert cal.p_value(0.99 * floor) == 1.0 and cal.p_value(0.2 * floor) == 1.0 and cal.p_value(0.99 * band) == 1.0
+    assert cal.p_value(1.01 * band) == pytest.approx(1 / 41)  # just above the band: beyond every calibration score
+    assert cal.threshold(0.05) == band and cal.in_range(0.01 * floor)
     assert cal.grubbs(0.9 * floor, 0.05) == (1.0, False)
     assert cal.p_value(3 * floor) == pytest.approx(1 / 41) and cal.grubbs(3 * floor, 0.05)[1]
+    rgb = Calibration(
+        model_id="m", weight_hash="ab" * 32, image_shape=(3, 64, 64), inversion=InversionConfig(),
+        scores=np.linspace(1.25e-6, 1.29e-6, 40),
+    )  # fmt: skip
+    assert rgb.floor == pytest.approx(floor * (1 + 3 * math.sqrt(0.8 / 12288)))  # 1.312e-6: a 64×64 RGB member
+    assert rgb.p_value(1.2989e-6) == 1.0 and rgb.p_value(1.4e-6) == pytest.approx(1 / 41)
     l1 = Calibration(
         model_id="m",
         weight_hash="ab" * 32,
