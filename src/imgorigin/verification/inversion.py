@@ -111,6 +111,11 @@ class InversionConfig:
     refine_broyden: int = _setting(
         3, "Broyden-updated Jacobians between two measured ones (a measurement costs one forward per latent value)."
     )
+    refine_count_all: bool = _setting(
+        False,
+        "Count a step rejected on a Broyden-updated Jacobian (which re-measures it) towards refine_patience too: "
+        "a non-member's flat progress ends sooner.",
+    )
     refine_cg_steps: int = _setting(
         0,
         "Latents above refine_max_dim: refine matrix-free (Gauss-Newton steps solved by this many conjugate-gradient "
@@ -560,7 +565,8 @@ class Inverter:
             )
             since_fresh[rows] = torch.where(accept | fresh, since_fresh[rows] + 1, cfg.refine_broyden + 1)
             iters[rows] += 1
-            counted = accept | fresh  # a rejection on a Broyden-updated Jacobian only triggers a measurement
+            # a rejection on a Broyden-updated Jacobian only triggers a measurement, unless every iteration counts
+            counted = torch.ones_like(accept) if cfg.refine_count_all else accept | fresh
             for row in self._stopped(rows, loss, anchor, stale, running, damping, counted):
                 yield row, z[row], float(loss[row]), int(iters[row])
             if not bool(running.any()):
