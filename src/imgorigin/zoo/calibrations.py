@@ -32,9 +32,9 @@ NOT_CALIBRATED: dict[str, str] = {
     "ddpm-one-step": "verification does not work on it yet: inverting its 784-value input noise reconstructs real "
     "images better than its own samples (16 each: AUROC 0.38 with Adam, members median MSE 1.2e-3; with the "
     "matrix-free Gauss-Newton refinement members 7.5e-5, real 3.9e-5; benchmarks/one_step_probe.py)",
-    "dcgan-rgb": "its inversion does not find enough of its own samples yet: a calibration of 100 of them chose 7 "
-    "retries and still left 7 % above the 8-bit floor (29 % after one attempt), so the alpha = 0.05 threshold "
-    "sits at MSE 1.35e-3 instead of the floor, and every non-member would pay for eight attempts (3-6 s each)",
+    "dcgan-rgb": "its calibration needs the learned initialiser `imgorigin calibrate` trains (about 7 min on 2 CPU "
+    "cores; 99-100 of 100 samples at the 8-bit floor, where search starts left 29 %), and the file it makes (3.4 MB, "
+    "the initialiser's weights) is not shipped",
 }
 #: Seed of the calibration samples; benchmarks draw members with other seeds so they never overlap.
 SHIPPED_SEED = 1_000
