@@ -9,11 +9,8 @@ work=${1:-runs/colour-gan-must-show}
 rm -rf "$work/cache" "$work"/*.jsonl  # cold: no cached scores, no resumed records
 mkdir -p "$work"
 python benchmarks/colour_gan_must_show.py prepare "$work"
-s=$(date +%s.%N)
-imgorigin calibrate "$work/dcgan-rgb.pt" --samples 100 --out "$work/dcgan-rgb.cal.json" --cache-dir "$work/cache"
-c=$(python -c "print(f'{$(date +%s.%N)-$s:.1f}')")
-s=$(date +%s.%N)
-imgorigin verify "$work/dcgan-rgb.pt" "$work/members" "$work/real" "$work/others" \
-  --calibration "$work/dcgan-rgb.cal.json" --output "$work/verify.jsonl" --cache-dir "$work/cache" || true
-v=$(python -c "print(f'{$(date +%s.%N)-$s:.1f}')")
+source "$(dirname "$0")/timed.sh"
+timed c imgorigin calibrate "$work/dcgan-rgb.pt" --samples 100 --out "$work/dcgan-rgb.cal.json" --cache-dir "$work/cache"
+timed v imgorigin verify "$work/dcgan-rgb.pt" "$work/members" "$work/real" "$work/others" \
+  --calibration "$work/dcgan-rgb.cal.json" --output "$work/verify.jsonl" --cache-dir "$work/cache"
 python benchmarks/colour_gan_must_show.py summarise "$work" "$c" "$v"

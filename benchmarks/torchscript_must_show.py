@@ -52,6 +52,7 @@ def prepare(work: Path) -> None:
 
 def summarise(work: Path, name: str, calibrate_s: str, verify_s: str) -> None:
     records = [json.loads(line) for line in (work / f"{name}.jsonl").read_text().splitlines()]
+    records = [r for r in records if "path" in r]  # not the run header
     member = np.array(["/members/" in r["path"] for r in records])
     score = np.array([r["score"] for r in records])
     belongs = np.array([r["belongs"] for r in records])

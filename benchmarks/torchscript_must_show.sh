@@ -9,13 +9,10 @@ work=${1:-runs/torchscript-must-show}
 rm -rf "$work/cache" "$work"/*.jsonl  # cold: no cached scores, no resumed records
 mkdir -p "$work"
 python benchmarks/torchscript_must_show.py prepare "$work"
+source "$(dirname "$0")/timed.sh"
 for m in dcgan vae; do
-  s=$(date +%s.%N)
-  imgorigin calibrate "$work/$m.pt" --samples 100 --out "$work/$m.cal.json" --cache-dir "$work/cache"
-  c=$(python -c "print(f'{$(date +%s.%N)-$s:.1f}')")
-  s=$(date +%s.%N)
-  imgorigin verify "$work/$m.pt" "$work/$m/members" "$work/real" "$work/$m/others" \
-    --calibration "$work/$m.cal.json" --output "$work/$m.jsonl" --cache-dir "$work/cache" || true
-  v=$(python -c "print(f'{$(date +%s.%N)-$s:.1f}')")
+  timed c imgorigin calibrate "$work/$m.pt" --samples 100 --out "$work/$m.cal.json" --cache-dir "$work/cache"
+  timed v imgorigin verify "$work/$m.pt" "$work/$m/members" "$work/real" "$work/$m/others" \
+    --calibration "$work/$m.cal.json" --output "$work/$m.jsonl" --cache-dir "$work/cache"
   python benchmarks/torchscript_must_show.py summarise "$work" "$m" "$c" "$v"
 done
