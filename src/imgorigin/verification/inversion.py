@@ -284,7 +284,7 @@ class Inverter:
         init = self.config.init
         if init == "encoder" and not generator.has_encoder:
             raise UsageError(f"init='encoder' but model {generator.id} has no encoder; use auto, search or random")
-        if init == "learned" and getattr(generator, "init_sha256", None) is None:
+        if init == "learned" and generator.init_sha256 is None:
             raise UsageError(
                 f"init='learned' starts from the initialiser a calibration trained for model {generator.id}: verify "
                 "with that calibration (it carries the initialiser), or run `imgorigin calibrate` to train one"

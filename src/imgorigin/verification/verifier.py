@@ -85,7 +85,7 @@ class ScoreCache:
         key_settings = config.cache_settings() if isinstance(config, FastConfig) else config.to_dict()
         settings = json.dumps(key_settings, sort_keys=True)
         weights = weight_hash or generator.weight_hash()
-        learned = getattr(generator, "init_sha256", None)  # a learned initialiser: its own scores
+        learned = generator.init_sha256  # a learned initialiser: its own scores
         identity = f"{weights}|{settings}|{generator.image_shape}" + ("" if learned is None else f"|{learned}")
         key = hashlib.sha256(identity.encode()).hexdigest()
         self.path = Path(cache_dir) / "scores" / f"{key[:32]}.jsonl"

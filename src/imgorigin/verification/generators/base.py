@@ -21,6 +21,9 @@ class Generator(ABC):
     id: str
     #: Shape of one latent, without the batch dimension.
     latent_shape: tuple[int, ...]
+    #: sha256 of the learned initialiser bound as this model's encoder (``LearnedInit``), else None: it names
+    #: where inversions start, so scores made with it are cached apart.
+    init_sha256: str | None = None
 
     def __init__(self) -> None:
         self._image_shape: tuple[int, int, int] | None = None
