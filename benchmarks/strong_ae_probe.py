@@ -2,8 +2,8 @@
 held-out real crops) on this machine: the layout choice for the colour zoo's strong-autoencoder latent models.
 
 Trains on random 32x32 crops of the training photos (optionally on random ``--patch`` sub-crops of them, which
-costs less per step; the network is fully convolutional), loss L1 + MSE + a tiny KL term, AdamW with warm-up and
-cosine decay; every ``--every`` steps prints the mean per-image PSNR of 8-bit-rounded reconstructions of 200
+costs less per step; the network is fully convolutional), loss L1 + MSE + a tiny KL term, AdamW with the zoo's warm-up
+and cosine decay; every ``--every`` steps prints the mean per-image PSNR of 8-bit-rounded reconstructions of 200
 held-out crops (photos never used for training) and of 200 training crops, and the wall time.
 
     python benchmarks/strong_ae_probe.py --blocks 32 --latent-channels 4 --steps 1000 --lr 3e-3 --patch 16
@@ -13,41 +13,62 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
+from imgorigin.images import quantize_8bit
 from imgorigin.zoo.photos import random_crops
+from imgorigin.zoo.training.common import warmup_cosine
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    """``--blocks``: comma-separated positive channel counts."""
+    try:
+        blocks = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        blocks = ()
+    if not blocks or min(blocks) < 8 or any(c % 8 for c in blocks):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of multiples of 8 (GroupNorm of 8)")
+    return blocks
+
+
+def patch_size(text: str) -> int:
+    """``--patch``: a side between 8 and 32."""
+    if not text.isdigit() or not 8 <= int(text) <= 32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer between 8 and 32")
+    return int(text)
 
 
 @torch.no_grad()
 def psnr(vae: AutoencoderKL, x01: torch.Tensor) -> float:
     """Mean per-image PSNR (dB) of the 8-bit-rounded posterior-mean reconstructions of ``x01`` (in [0, 1])."""
     vae.eval()
-    rec = vae.decode(vae.encode(x01 * 2 - 1).latent_dist.mean).sample.clamp(-1, 1) / 2 + 0.5
+    rec = vae.decode(vae.encode(x01 * 2 - 1).latent_dist.mean).sample / 2 + 0.5
     vae.train()
-    mse = ((rec * 255).round() / 255 - x01).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    mse = (quantize_8bit(rec) - x01).pow(2).flatten(1).mean(1).clamp_min(1e-10)
     return float((10 * torch.log10(1 / mse)).mean())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--blocks", default="32", help="block_out_channels, comma-separated (n blocks: f = 2^(n-1))")
+    ap.add_argument(
+        "--blocks", type=channel_list, default=(32,), help="block_out_channels, comma-separated (n blocks: f = 2^(n-1))"
+    )
     ap.add_argument("--latent-channels", type=int, default=4)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--patch", type=int, default=16, help="train on random patch x patch sub-crops (32: whole)")
+    ap.add_argument("--patch", type=patch_size, default=16, help="train on random patch x patch sub-crops (32: whole)")
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     rng = torch.Generator().manual_seed(args.seed)
     train, held = random_crops("train", 20_000, 32, args.seed), random_crops("heldout", 200, 32, args.seed + 1)
-    blocks = tuple(int(c) for c in args.blocks.split(","))
+    blocks = args.blocks
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -60,10 +81,7 @@ def main() -> None:
         sample_size=32,
     )
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    warm = 100
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.475 * (1 + math.cos(math.pi * s / args.steps)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, args.steps, 100))
     start = time.perf_counter()
     for step in range(args.steps):
         x = train[torch.randint(0, len(train), (args.batch_size,), generator=rng)] * 2 - 1
