@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from imgorigin.images import quantize_8bit
+from imgorigin.metrics import psnr
 from imgorigin.zoo.photos import random_crops
 from imgorigin.zoo.training.common import warmup_cosine
 
@@ -43,13 +44,12 @@ def patch_size(text: str) -> int:
 
 
 @torch.no_grad()
-def psnr(vae: AutoencoderKL, x01: torch.Tensor) -> float:
+def mean_psnr(vae: AutoencoderKL, x01: torch.Tensor) -> float:
     """Mean per-image PSNR (dB) of the 8-bit-rounded posterior-mean reconstructions of ``x01`` (in [0, 1])."""
     vae.eval()
     rec = vae.decode(vae.encode(x01 * 2 - 1).latent_dist.mean).sample / 2 + 0.5
     vae.train()
-    mse = (quantize_8bit(rec) - x01).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
+    return float(psnr(quantize_8bit(rec.clamp(0, 1)).numpy(), x01.numpy()).mean())
 
 
 def main() -> None:
@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--patch", type=patch_size, default=16, help="train on random patch x patch sub-crops (32: whole)")
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-mid-attention", action="store_true", help="no self-attention in the mid blocks")
+    ap.add_argument("--posterior-mean", action="store_true", help="decode the posterior mean in training (no sample)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     rng = torch.Generator().manual_seed(args.seed)
@@ -79,6 +81,7 @@ def main() -> None:
         latent_channels=args.latent_channels,
         norm_num_groups=8,
         sample_size=32,
+        mid_block_add_attention=not args.no_mid_attention,
     )
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, args.steps, 100))
@@ -89,7 +92,8 @@ def main() -> None:
             i, j = torch.randint(0, 33 - args.patch, (2,), generator=rng).tolist()
             x = x[:, :, i : i + args.patch, j : j + args.patch]
         post = vae.encode(x).latent_dist
-        rec = vae.decode(post.mean + post.std * torch.randn(post.mean.shape, generator=rng)).sample
+        z = post.mean if args.posterior_mean else post.mean + post.std * torch.randn(post.mean.shape, generator=rng)
+        rec = vae.decode(z).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().mean() / x[0].numel()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -100,8 +104,8 @@ def main() -> None:
             row = {
                 "step": step + 1,
                 "loss": round(loss.item(), 4),
-                "heldout_psnr": round(psnr(vae, held), 2),
-                "train_psnr": round(psnr(vae, train[:200]), 2),
+                "heldout_psnr": round(mean_psnr(vae, held), 2),
+                "train_psnr": round(mean_psnr(vae, train[:200]), 2),
                 "seconds": round(time.perf_counter() - start, 1),
             }
             print(json.dumps(row), flush=True)

@@ -51,12 +51,12 @@ def test_scores_below_the_floor_tie_in_decisions_but_not_in_auroc():
     assert floored["non_members_accepted"] == 0.0 and floored["auroc"] == raw["auroc"] == 1.0
 
 
-def test_markdown_has_one_row_per_pair_and_variant():
+def test_markdown_has_one_row_per_pair_and_score():
     metric = {"auroc": 1.0, "tpr_at_1_fpr": 1.0, "accuracy": 1.0, "members_accepted": 1.0, "non_members_accepted": 0.0}
     results = {
         "models": {
             "m": {
-                "seconds_per_image": 0.5,
+                "seconds_per_image": {"raw": 0.5, "complexity": 0.5},
                 "pairs": {"real": {"raw": metric, "complexity": metric}, "o": {"raw": metric, "complexity": metric}},
             }
         }

@@ -146,9 +146,10 @@ def test_card_documents_training_and_quality(name):
 
 
 def test_shipped_size_budget():
+    # 32 MiB: the Fashion-MNIST zoo and the colour zoo (float16 weights), with the shipped data subset
     files = [p for p in zoo.weights_dir().rglob("*") if p.is_file()]
     files += [p for p in (zoo.weights_dir().parent / "data").rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) <= 25 * 1024 * 1024
+    assert sum(p.stat().st_size for p in files) <= 32 * 1024 * 1024
 
 
 def test_diffusers_folders_load_with_diffusers():

@@ -118,7 +118,8 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
         "training": record,
         "weights": {"files": files, "folder_bytes": folder_bytes},
         "quality": old.get("quality") or {"frechet_distance": None, "status": "not measured yet"},
-        "data": DATA_TEXT[getattr(recipe.module, "DATA", "fashion-mnist")],
+        "autoencoder_reconstruction": autoencoder_psnr(name, gen),
+        "data": DATA_TEXT[training_data(name)],
         "reproducibility": REPRODUCIBILITY,
     }
     write_json(card_path(name), card)
@@ -126,14 +127,43 @@ def build_card(name: str, training: dict[str, Any] | None = None) -> dict[str, A
     return card
 
 
-#: The card's data section, by the recipe module's ``DATA`` (Fashion-MNIST when it names none).
+def autoencoder_psnr(name: str, gen, n: int = 200) -> dict[str, Any] | None:
+    """Mean PSNR of the 8-bit D(E(x)) of ``n`` held-out and ``n`` training photo crops, for photo models with an
+    encoder (how strong the autoencoder is); None for the others."""
+    if training_data(name) != "photos" or not gen.has_encoder:
+        return None
+    from imgorigin.images import quantize_8bit
+    from imgorigin.metrics import psnr
+    from imgorigin.verification.fastpath import reconstruct
+    from imgorigin.zoo.photos import random_crops
+
+    size = get_recipe(name).config.image_size
+    out: dict[str, Any] = {"n": n, "what": "mean per-image PSNR (dB) of the 8-bit D(E(x)), posterior mean"}
+    for split, seed in (("heldout", 0), ("train", 1)):
+        x = random_crops(split, n, size, seed=seed)
+        rec = quantize_8bit(reconstruct(gen, x)).cpu()
+        out[f"{split}_psnr_db"] = round(float(psnr(rec.numpy(), x.numpy()).mean()), 2)
+    return out
+
+
+def training_data(name: str) -> str:
+    """What a model was trained on: ``photos`` (its config sets ``training_crops``), the module's ``DATA``, or
+    ``fashion-mnist``."""
+    recipe = get_recipe(name)
+    if getattr(recipe.config, "training_crops", 0):
+        return "photos"
+    return getattr(recipe.module, "DATA", "fashion-mnist")
+
+
+#: The card's data section, by :func:`training_data` (Fashion-MNIST when the recipe names none).
 DATA_TEXT = {
     "fashion-mnist": {
         "train": "Fashion-MNIST train split (60 000 images), Debian package dataset-fashion-mnist, MIT",
         "reference": "Fashion-MNIST test split (10 000 images), never used for training",
     },
     "photos": {
-        "train": "random 64×64 crops (random zoom, position, flip) of the sample photos that ship with scikit-image "
+        "train": "random crops (random zoom, position, flip; the model's image size) of the sample photos that "
+        "ship with scikit-image "
         "(astronaut, coffee, rocket, motorcycle_left/right, hubble_deep_field, retina, ihc) and scikit-learn "
         "(china.jpg); see imgorigin.zoo.photos",
         "reference": "crops of photos never used for training: scikit-image chelsea, scikit-learn flower.jpg, "
@@ -157,9 +187,10 @@ def sampling_description(name: str) -> dict[str, Any]:
             "num_inference_steps": cfg.num_inference_steps,
             "num_train_timesteps": cfg.num_train_timesteps,
         }
-    if name == "ldm":
+    if get_recipe(name).module_name == "ldm":
+        shape = [cfg.latent_channels, cfg.latent_size, cfg.latent_size]
         return {
-            "procedure": "x_T ~ N(0, I) [4, 7, 7] → latent DDIM (eta = 0, trailing spacing, no x_0 clipping) "
+            "procedure": f"x_T ~ N(0, I) {shape} → latent DDIM (eta = 0, trailing spacing, no x_0 clipping) "
             "→ scaled latent → AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
             "the decoder only, initialised from the encoder's posterior mean",
             "num_inference_steps": cfg.num_inference_steps,
@@ -235,6 +266,19 @@ def write_markdown(card: dict[str, Any]) -> Path:
             f"| training time (measured here) | {t['seconds'] / 60:.1f} min on `{t['device']}` "
             f"({env.get('cpu_count')} CPU cores shared with other jobs, {env.get('torch_threads')} torch "
             f"thread(s), torch {env.get('torch')}) |"
+        )
+    ae = t.get("autoencoder")
+    if ae:
+        origin = f"reused from `{ae['from']}` (the same weights), which trained it" if "from" in ae else "stage 1"
+        lines.append(
+            f"| autoencoder | {origin}: {ae.get('steps', '?')} steps in {ae.get('seconds', 0) / 60:.1f} min; the "
+            f"training time above {'excludes' if 'from' in ae else 'includes'} it |"
+        )
+    rec = card.get("autoencoder_reconstruction")
+    if rec:
+        lines.append(
+            f"| autoencoder reconstruction | {rec['what']}: **{rec['heldout_psnr_db']:.2f} dB** on {rec['n']} held-out "
+            f"photo crops, {rec['train_psnr_db']:.2f} dB on {rec['n']} training crops |"
         )
     lines.append(f"| seed | {card['seed']} |")
     if q:
@@ -382,13 +426,14 @@ def _test_stats(backbone, layer: str, cache: Path) -> tuple[np.ndarray, np.ndarr
     return mu, sigma, np.concatenate([tmu[None], tsig])
 
 
-def _photo_stats(backbone, layer: str, n: int) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Gaussian fit of ``n`` held-out photo crops' features and the FD of ``n`` training crops to them."""
+def _photo_stats(backbone, layer: str, n: int, size: int) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Gaussian fit of ``n`` held-out ``size``×``size`` photo crops' features and the FD of ``n`` training crops
+    to them."""
     from imgorigin.zoo.photos import random_crops
 
-    mu, sigma = gaussian_stats(image_features(random_crops("heldout", n, 64, seed=0), backbone, layer))
-    tmu, tsig = gaussian_stats(image_features(random_crops("train", n, 64, seed=1), backbone, layer))
-    return mu, sigma, frechet_distance(tmu, tsig, mu, sigma), f"{n} crops of the held-out photos (seed 0)"
+    mu, sigma = gaussian_stats(image_features(random_crops("heldout", n, size, seed=0), backbone, layer))
+    tmu, tsig = gaussian_stats(image_features(random_crops("train", n, size, seed=1), backbone, layer))
+    return mu, sigma, frechet_distance(tmu, tsig, mu, sigma), f"{n} {size}×{size} crops of the held-out photos (seed 0)"
 
 
 def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
@@ -400,10 +445,11 @@ def cmd_fd(names: list[str], n: int, cache: Path, threads: int | None) -> None:
         torch.set_num_threads(threads)
     backbone = create_backbone(FD_BACKBONE)
     for name in names:
-        photos = getattr(get_recipe(name).module, "DATA", "") == "photos"
+        photos = training_data(name) == "photos"
         if photos:
             n_model = min(n, 2000)
-            mu, sigma, fd_train, reference = _photo_stats(backbone, FD_LAYER, n_model)
+            size = get_recipe(name).config.image_size
+            mu, sigma, fd_train, reference = _photo_stats(backbone, FD_LAYER, n_model, size)
             n_reference, note = n_model, f"{n_model} training-photo crops vs the held-out crops"
         else:
             n_model = n

@@ -100,3 +100,12 @@ def open_set_summary(
         summary["known_accepted"] = float(np.mean(np.asarray(known_scores) >= threshold))
         summary["unknown_rejected"] = float(np.mean(np.asarray(unknown_scores) < threshold))
     return summary
+
+
+def psnr(images: np.ndarray, references: np.ndarray, peak: float = 1.0) -> np.ndarray:
+    """Per-image PSNR in dB of ``images`` against ``references`` (same shape ``[N, ...]``, values in [0, peak]);
+    identical images are capped at 100 dB."""
+    a = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    b = np.asarray(references, dtype=np.float64).reshape(len(references), -1)
+    mse = np.maximum(((a - b) ** 2).mean(axis=1), peak**2 * 1e-10)
+    return 10.0 * np.log10(peak**2 / mse)

@@ -1,16 +1,22 @@
 """The verification benchmark on the zoo: members vs real images and vs every other zoo model.
 
-For each model M: calibrate on M's samples (seed ``CAL_SEED``), then invert *fresh* samples of M (another
-seed), real Fashion-MNIST test images and each other model's samples, all with the same settings. Report
-AUROC, TPR at 1 % FPR, accuracy of the conformal decision at α, and seconds per image, for the raw score and
-the complexity-calibrated variant. Optionally time the faithful per-image reference loop (batch 1, Adam
-lr 0.1, 1500 steps, random init, as the official RONAN code) against the batched engine on one model.
+For each model M: score M's own samples (seed ``CAL_SEED``) as the calibration, then *fresh* samples of M (another
+seed), real images (Fashion-MNIST test images; held-out photo crops for colour models) and each other model's
+samples of the same image shape, all with the same settings, under every score that applies to M (:func:`scorers`):
+``raw`` (the inversion's best MSE; decoder inversion with encoder initialisation for autoencoders, as
+LatentTracer), ``complexity`` (raw over the image's compressed size), ``aedr`` (the training-free double
+reconstruction, models with an encoder) and, for latent diffusion models, the scores of their own diffusion model
+(:mod:`imgorigin.verification.diffusion`). Report AUROC, TPR at 1 % FPR, accuracy of the conformal decision at α
+(p-values against that score's calibration scores) and seconds per image per score. Optionally time the faithful
+per-image reference loop (batch 1, Adam lr 0.1, 1500 steps, random init, as the official RONAN code) against the
+batched engine on one model.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from imgorigin.metrics import auroc, tpr_at_fpr
 from imgorigin.verification.calibration import Calibration, conformal_p_value
 from imgorigin.verification.complexity import complexity_calibrated
 from imgorigin.verification.distances import mse
+from imgorigin.verification.fastpath import double_reconstruction
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
 
@@ -29,28 +36,51 @@ CAL_SEED = 1_000
 MEMBER_SEED = 2_000
 OTHER_SEED = 3_000
 REAL_PHOTO_SEED = 4_000
-VARIANTS = ("raw", "complexity")
 
 
 @dataclass
 class Scored:
-    """Images of one source inverted against one model."""
+    """Images of one source scored against one model by one score."""
 
     images: torch.Tensor
     scores: np.ndarray
     seconds: float
 
 
-def invert_set(generator: Generator, images: torch.Tensor, config: InversionConfig) -> Scored:
-    """Invert a set with the batched engine; seconds per image measured around the whole run."""
+#: A score method: images ``[N, C, H, W]`` in [0, 1] → their scores (small = like the model) and the time taken.
+Scorer = Callable[[torch.Tensor], Scored]
+
+
+def timed(images: torch.Tensor, score: Callable[[torch.Tensor], np.ndarray]) -> Scored:
+    """Score a set; seconds per image measured around the whole call."""
     start = time.perf_counter()
-    scores = Inverter(generator, config)(images, keys=[image_key(x) for x in images]).scores
+    scores = np.asarray(score(images), dtype=np.float64)
     return Scored(images, scores, (time.perf_counter() - start) / max(1, len(images)))
 
 
-def variant(scored: Scored, name: str) -> np.ndarray:
-    """Scores of a set under a score variant."""
-    return scored.scores if name == "raw" else complexity_calibrated(scored.scores, scored.images)
+def invert_set(generator: Generator, images: torch.Tensor, config: InversionConfig) -> Scored:
+    """Invert a set with the batched engine (the ``raw`` score)."""
+    return timed(images, lambda x: Inverter(generator, config)(x, keys=[image_key(i) for i in x]).scores)
+
+
+def scorers(generator: Generator, config: InversionConfig) -> dict[str, Scorer]:
+    """The scores measured for a model: ``raw`` always, ``aedr`` when it has an encoder, and the diffusion scores
+    of latent diffusion models (:func:`imgorigin.verification.diffusion.latent_diffusion_scorers`).
+    ``complexity`` is derived from ``raw`` (:data:`DERIVED`)."""
+    from imgorigin.verification.diffusion import latent_diffusion_scorers
+
+    methods: dict[str, Scorer] = {"raw": lambda x: invert_set(generator, x, config)}
+    if generator.has_encoder:
+        methods["aedr"] = lambda x: timed(x, lambda i: double_reconstruction(generator, i).scores)
+    for name, score in latent_diffusion_scorers(generator).items():
+        methods[name] = lambda x, score=score: timed(x, score)
+    return methods
+
+
+#: Scores computed from another score's results at no extra cost: name → (source score, transform).
+DERIVED: dict[str, tuple[str, Callable[[Scored], np.ndarray]]] = {
+    "complexity": ("raw", lambda s: complexity_calibrated(s.scores, s.images)),
+}
 
 
 def photo_crops(n: int, image_shape: tuple[int, ...]) -> torch.Tensor:
@@ -128,18 +158,18 @@ def histogram(
 
 
 def markdown(results: dict) -> str:
-    """The results table: one row per (model, non-member set, variant)."""
+    """The results table: one row per (model, non-member set, score)."""
     lines = [
         "| model | non-members | score | AUROC | TPR@1%FPR | acc. @α | members acc. | non-members acc. | s/img |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, entry in results["models"].items():
-        for other, by_variant in entry["pairs"].items():
-            for name, m in by_variant.items():
+        for other, by_score in entry["pairs"].items():
+            for name, m in by_score.items():
                 lines.append(
                     f"| {model} | {other} | {name} | {m['auroc']:.4f} | {m['tpr_at_1_fpr']:.3f} | "
                     f"{m['accuracy']:.3f} | {m['members_accepted']:.2f} | {m['non_members_accepted']:.2f} | "
-                    f"{entry['seconds_per_image']:.3f} |"
+                    f"{entry['seconds_per_image'][name]:.3g} |"
                 )
     ref = results.get("reference_loop")
     if ref:
@@ -199,57 +229,62 @@ def run(
     for model in models:
         gen = zoo.load(model, device=device)
         model_config = config or shipped_inversion(model)
-        cal_images = quantize_8bit(gen.sample(n_cal, seed=CAL_SEED))
-        cal = invert_set(gen, cal_images, model_config)
-        members = invert_set(gen, quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)), model_config)
         own_real = real if tuple(real.shape[1:]) == gen.image_shape else photo_crops(n_real, gen.image_shape)
-        sets = {"real": invert_set(gen, own_real, model_config)}
-        sets.update(
-            {
-                name: invert_set(gen, imgs, model_config)
+        images = {
+            "cal": quantize_8bit(gen.sample(n_cal, seed=CAL_SEED)),
+            "members": quantize_8bit(gen.sample(n_members, seed=MEMBER_SEED)),
+            "real": own_real,
+            **{
+                name: imgs
                 for name, imgs in others.items()
                 if name != model and tuple(imgs.shape[1:]) == gen.image_shape  # other zoo models of its kind
-            }
-        )
+            },
+        }
+        scored = {name: {k: score(x) for k, x in images.items()} for name, score in scorers(gen, model_config).items()}
+        for name, (source, transform) in DERIVED.items():
+            scored[name] = {k: Scored(s.images, transform(s), 0.0) for k, s in scored[source].items()}
         calibration = Calibration(
             model_id=model,
             weight_hash=gen.weight_hash(),
             image_shape=gen.image_shape,
             inversion=model_config,
-            scores=cal.scores,
+            scores=scored["raw"]["cal"].scores,
         )
         pairs = {
             name: {
-                v: pair_metrics(
-                    np.sort(variant(cal, v)),
-                    variant(members, v),
-                    variant(s, v),
+                score: pair_metrics(
+                    np.sort(by_set["cal"].scores),
+                    by_set["members"].scores,
+                    by_set[name].scores,
                     alpha,
-                    calibration.floor if v == "raw" else 0.0,
+                    calibration.floor if score == "raw" else 0.0,
                 )
-                for v in VARIANTS
+                for score, by_set in scored.items()
             }
-            for name, s in sets.items()
+            for name in images
+            if name not in ("cal", "members")
         }
-        timed = [members, *sets.values()]
-        seconds = sum(s.seconds * len(s.scores) for s in timed) / sum(len(s.scores) for s in timed)
+        seconds = {score: seconds_per_image(by_set, exclude=("cal",)) for score, by_set in scored.items()}
+        for name, (source, _) in DERIVED.items():
+            seconds[name] = seconds[source]
+        raw = scored["raw"]
         histogram(
             out_dir / f"{model}.png",
             model,
-            cal.scores,
-            members.scores,
-            {k: v.scores for k, v in sets.items()},
+            raw["cal"].scores,
+            raw["members"].scores,
+            {k: v.scores for k, v in raw.items() if k not in ("cal", "members")},
             calibration.threshold(alpha),
         )
         results["models"][model] = {
             "inversion": model_config.to_dict(),
             "pairs": pairs,
             "seconds_per_image": seconds,
-            "median_member_score": float(np.median(members.scores)),
-            "median_real_score": float(np.median(sets["real"].scores)),
+            "median_member_score": float(np.median(raw["members"].scores)),
+            "median_real_score": float(np.median(raw["real"].scores)),
         }
         worst = min(p["raw"]["auroc"] for p in pairs.values())
-        log(f"{model}: worst raw AUROC {worst:.4f}, {seconds:.3f} s/img")
+        log(f"{model}: worst raw AUROC {worst:.4f}, {seconds['raw']:.3f} s/img")
     if reference_model:
         reference_config = config or shipped_inversion(reference_model)
         results["reference_loop"] = compare_reference(
@@ -258,6 +293,12 @@ def run(
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out_dir / "results.md").write_text(markdown(results))
     return results
+
+
+def seconds_per_image(by_set: dict[str, Scored], exclude: tuple[str, ...] = ()) -> float:
+    """Mean seconds per image of a score over its sets (weighted by set size), leaving ``exclude`` out."""
+    timed_sets = [s for k, s in by_set.items() if k not in exclude]
+    return sum(s.seconds * len(s.scores) for s in timed_sets) / max(1, sum(len(s.scores) for s in timed_sets))
 
 
 def compare_reference(

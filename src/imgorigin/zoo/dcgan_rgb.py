@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from imgorigin.verification.generators.torch_module import ModuleGenerator
 
 FAMILY = "GAN (DCGAN, colour)"
-DATA = "photos"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""``vae``: a convolutional VAE; the generator verification inverts is the DECODER (latent z ∈ R^16 → image).
+"""``vae`` and ``vae-rgb``: a convolutional VAE; the generator verification inverts is the DECODER (latent z → image).
 
 Encoder: Conv 4/2 → 32×14×14 → Conv 4/2 → 64×7×7 → Linear → (μ, log σ²) ∈ R^16 × R^16.
 Decoder: Linear → 64×7×7 → ConvT 4/2 → 64×14×14 → ConvT 4/2 → 32×28×28 → Conv 3×3 → sigmoid (output in [0, 1]).
+(Sizes for ``vae``, 28×28 grayscale; ``vae-rgb`` is the same layout for 32×32 RGB photo crops, z ∈ R^64,
+float16 weights.)
 Loss: Bernoulli log-likelihood (binary cross-entropy summed over pixels) + KL to N(0, I), Adam(1e-3).
 The encoder's posterior mean is kept (shipped) for optional initialisation of the inversion.
 Training: :mod:`imgorigin.zoo.training.vae`.
@@ -32,6 +34,12 @@ class VAEConfig:
     seed: int = 2
     latent_dim: int = 16
     width: int = 32
+    # images: 28×28 grayscale Fashion-MNIST, or (training_crops > 0) colour crops of the training photos
+    image_size: int = 28
+    channels: int = 1
+    training_crops: int = 0
+    #: Ship the weights in float16 (half the bytes; the model is those rounded weights, run in float32).
+    half: bool = False
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -41,15 +49,15 @@ class VAEConfig:
 class VAEEncoder(nn.Module):
     """x in [0, 1] → (μ, log σ²)."""
 
-    def __init__(self, latent_dim: int = 16, width: int = 32) -> None:
+    def __init__(self, latent_dim: int = 16, width: int = 32, channels: int = 1, image_size: int = 28) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1),
+            nn.Conv2d(channels, width, 4, 2, 1),
             nn.SiLU(),
             nn.Conv2d(width, 2 * width, 4, 2, 1),
             nn.SiLU(),
             nn.Flatten(),
-            nn.Linear(2 * width * 49, 2 * latent_dim),
+            nn.Linear(2 * width * (image_size // 4) ** 2, 2 * latent_dim),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,25 +79,30 @@ class VAEMeanEncoder(nn.Module):
 class VAEDecoder(nn.Module):
     """z → image in [0, 1] (sigmoid output)."""
 
-    def __init__(self, latent_dim: int = 16, width: int = 32) -> None:
+    def __init__(self, latent_dim: int = 16, width: int = 32, channels: int = 1, image_size: int = 28) -> None:
         super().__init__()
-        self.latent_dim, self.width = latent_dim, width
-        self.fc = nn.Linear(latent_dim, 2 * width * 49)
+        self.latent_dim, self.width, self.side = latent_dim, width, image_size // 4
+        self.fc = nn.Linear(latent_dim, 2 * width * self.side**2)
         self.net = nn.Sequential(
             nn.SiLU(),
             nn.ConvTranspose2d(2 * width, 2 * width, 4, 2, 1),
             nn.SiLU(),
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
             nn.SiLU(),
-            nn.Conv2d(width, 1, 3, 1, 1),
+            nn.Conv2d(width, channels, 3, 1, 1),
         )
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z.reshape(z.shape[0], self.latent_dim)).reshape(z.shape[0], 2 * self.width, 7, 7)
+        h = self.fc(z.reshape(z.shape[0], self.latent_dim)).reshape(z.shape[0], 2 * self.width, self.side, self.side)
         return self.net(h)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(z))
+
+
+def architecture(cfg: VAEConfig) -> tuple[int, int, int, int]:
+    """The encoder's and decoder's constructor arguments: latent size, width, channels, image side."""
+    return cfg.latent_dim, cfg.width, cfg.channels, cfg.image_size
 
 
 def weight_files(cfg: VAEConfig) -> list[str]:
@@ -103,8 +116,8 @@ def load_modules(
     """The decoder and encoder modules with their weights, in eval mode on ``device``."""
     root = Path(weights_dir) / cfg.name
     return (
-        load_weights(VAEDecoder(cfg.latent_dim, cfg.width), root / "decoder.safetensors", device),
-        load_weights(VAEEncoder(cfg.latent_dim, cfg.width), root / "encoder.safetensors", device),
+        load_weights(VAEDecoder(*architecture(cfg)), root / "decoder.safetensors", device),
+        load_weights(VAEEncoder(*architecture(cfg)), root / "encoder.safetensors", device),
     )
 
 

@@ -18,6 +18,32 @@ from imgorigin.verification.generators.torch_module import to_unit_range
 LatentSampler = Callable[[int, torch.Generator | None], torch.Tensor]
 
 
+@torch.no_grad()
+def ddim_sample(unet, scheduler, x_t: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) from ``x_t`` to x_0 with ``scheduler`` (its timesteps are set here)."""
+    scheduler.set_timesteps(num_inference_steps, device=x_t.device)
+    x = x_t
+    for t in scheduler.timesteps:
+        x = scheduler.step(unet(x, t).sample, t, x, eta=0.0).prev_sample
+    return x
+
+
+class LatentDiffusion:
+    """A latent diffusion model as a :data:`LatentSampler`: x_T ~ N(0, I) (drawn from the caller's RNG) →
+    deterministic DDIM with a diffusers ``UNet2DModel`` and ``DDIMScheduler``. Its ``unet``, ``scheduler`` and
+    ``num_inference_steps`` are also what the diffusion scores (:mod:`imgorigin.verification.diffusion`) use."""
+
+    def __init__(self, unet: torch.nn.Module, scheduler, num_inference_steps: int) -> None:
+        self.unet, self.scheduler, self.num_inference_steps = unet, scheduler, int(num_inference_steps)
+
+    @torch.no_grad()
+    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        cfg = self.unet.config
+        x_t = torch.randn((n, cfg.in_channels, cfg.sample_size, cfg.sample_size), generator=generator)
+        device = next(self.unet.parameters()).device
+        return ddim_sample(self.unet, self.scheduler, x_t.to(device), self.num_inference_steps)
+
+
 class AutoencoderGenerator(Generator):
     """The decoder of a diffusers ``AutoencoderKL`` or ``VQModel`` as a generator; the encoder gives the start.
 
@@ -68,4 +94,8 @@ class AutoencoderGenerator(Generator):
         return torch.cat(out) if out else torch.empty((0, *self.image_shape))
 
     def modules(self) -> list[torch.nn.Module]:
+        """The autoencoder and, when one is bound, the latent diffusion model's UNet: it makes the samples a
+        calibration is made of, so two models that share an autoencoder do not share a weight hash."""
+        if isinstance(self.latent_sampler, LatentDiffusion):
+            return [self.vae, self.latent_sampler.unet]
         return [self.vae]

@@ -118,10 +118,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
-def load_training_images(images: torch.Tensor | None) -> torch.Tensor:
-    """The training images ``[N, 1, 28, 28]`` in [0, 1]: ``images`` if given, else the full train split."""
+def load_training_images(images: torch.Tensor | None, config: Any = None) -> torch.Tensor:
+    """The training images in [0, 1]: ``images`` if given; else ``config.training_crops`` random crops
+    (``config.image_size``, seeded by ``config.seed``) of the training photos when the recipe sets it; else the
+    full Fashion-MNIST train split ``[60000, 1, 28, 28]``."""
     if images is not None:
         return images.float()
+    crops = int(getattr(config, "training_crops", 0) or 0)
+    if crops:
+        from imgorigin.zoo.photos import random_crops
+
+        return random_crops("train", crops, config.image_size, config.seed)
     from imgorigin.zoo.data import train_images
 
     return train_images()

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from imgorigin.runtime import resolve_device
 from imgorigin.zoo.dcgan_rgb import DCGANRGBConfig, DCGANRGBGenerator
-from imgorigin.zoo.training.common import Log, default_log, save_weights, seed_everything
+from imgorigin.zoo.training.common import Log, default_log, load_training_images, save_weights, seed_everything
 from imgorigin.zoo.training.dcgan import train_gan
 
 
@@ -42,11 +42,9 @@ def train(
 ) -> dict:
     """Train the recipe on ``cfg.training_crops`` photo crops (or ``images``, ``[N, 3, 64, 64]`` in [0, 1]);
     writes ``out_dir / NAME / generator.safetensors``; returns training stats."""
-    from imgorigin.zoo.photos import random_crops
-
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
-    data = images.float() if images is not None else random_crops("train", cfg.training_crops, cfg.image_size, cfg.seed)
+    data = load_training_images(images, cfg)
     steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
     g_ema, stats = train_gan(
         cfg,

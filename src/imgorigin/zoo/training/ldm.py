@@ -1,14 +1,17 @@
-"""Training of ``ldm``: the AutoencoderKL (stage 1), its latent scaling factor, then latent diffusion (stage 2)."""
+"""Training of the ``ldm`` recipes: the AutoencoderKL (stage 1, or another recipe's, reused), its latent scaling
+factor, then latent diffusion (stage 2)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from imgorigin.errors import ImgoriginError
 from imgorigin.runtime import resolve_device
-from imgorigin.zoo.ldm import LDMConfig
+from imgorigin.zoo.ldm import LDMConfig, load_float32
 from imgorigin.zoo.training.common import (
     Log,
     Timer,
@@ -28,25 +31,26 @@ def build_vae(cfg: LDMConfig):
 
     n = len(cfg.ae_block_out_channels)
     return AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
+        in_channels=cfg.channels,
+        out_channels=cfg.channels,
         down_block_types=("DownEncoderBlock2D",) * n,
         up_block_types=("UpDecoderBlock2D",) * n,
         block_out_channels=tuple(cfg.ae_block_out_channels),
         layers_per_block=cfg.ae_layers_per_block,
         latent_channels=cfg.latent_channels,
         norm_num_groups=cfg.ae_norm_num_groups,
-        sample_size=28,
+        sample_size=cfg.image_size,
         scaling_factor=1.0,
+        mid_block_add_attention=cfg.ae_mid_attention,
     )
 
 
 def build_latent_unet(cfg: LDMConfig):
-    """A freshly initialised single-resolution latent ``UNet2DModel`` of the recipe."""
+    """A freshly initialised latent ``UNet2DModel`` of the recipe."""
     from diffusers import UNet2DModel
 
     return UNet2DModel(
-        sample_size=28 // 2 ** (len(cfg.ae_block_out_channels) - 1),
+        sample_size=cfg.latent_size,
         in_channels=cfg.latent_channels,
         out_channels=cfg.latent_channels,
         layers_per_block=cfg.layers_per_block,
@@ -80,8 +84,13 @@ def train_autoencoder(
     timer = Timer()
     for step in range(steps):
         x = next(batches) * 2 - 1
+        if cfg.ae_patch:
+            i, j = torch.randint(0, x.shape[-1] - cfg.ae_patch + 1, (2,), generator=rng).tolist()
+            x = x[:, :, i : i + cfg.ae_patch, j : j + cfg.ae_patch]
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=rng).to(device)
+        z = post.mean
+        if not cfg.ae_posterior_mean:
+            z = z + post.std * torch.randn(post.mean.shape, generator=rng).to(device)
         rec = vae.decode(z).sample
         rec_loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
         kl = post.kl().mean() / x[0].numel()
@@ -111,14 +120,19 @@ def train(
     """Train both stages; writes the diffusers folders under ``out_dir / NAME``; returns training stats."""
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
-    data01 = load_training_images(images)
+    data01 = load_training_images(images, cfg)
     total = Timer()
-    ae_steps = cfg.ae_steps if max_steps is None else min(cfg.ae_steps, max_steps)
-    vae, ae_stats = train_autoencoder(cfg, data01, device, rng, ae_steps, log)
+    if cfg.autoencoder_from:
+        vae, ae_stats = reused_autoencoder(cfg.autoencoder_from, Path(out_dir), device)
+        log(f"[{cfg.name}] autoencoder of {cfg.autoencoder_from} (trained in {ae_stats['seconds']:.0f}s)")
+    else:
+        ae_steps = cfg.ae_steps if max_steps is None else min(cfg.ae_steps, max_steps)
+        vae, ae_stats = train_autoencoder(cfg, data01, device, rng, ae_steps, log)
     t = Timer()
     means = encode_means(vae, data01, device)
-    scaling = float(1.0 / means.std())
-    vae.register_to_config(scaling_factor=scaling)
+    if not cfg.autoencoder_from:
+        vae.register_to_config(scaling_factor=float(1.0 / means.std()))
+    scaling = float(vae.config.scaling_factor)
     latents = means * scaling
     log(f"[{cfg.name}] encoded {means.shape[0]} training images in {t.seconds:.0f}s; scaling factor {scaling:.4f}")
     unet = build_latent_unet(cfg)
@@ -140,11 +154,29 @@ def train(
     }
 
 
+def reused_autoencoder(name: str, out_dir: Path, device: torch.device):
+    """The trained autoencoder of recipe ``name`` in ``out_dir`` (with its scaling factor) and its training stats."""
+    from diffusers import AutoencoderKL
+
+    root = out_dir / name
+    if not (root / "vae" / "config.json").is_file():
+        raise ImgoriginError(
+            f"this recipe reuses the autoencoder of {name!r}, which is not in {out_dir}: train {name!r} into the "
+            "same folder first"
+        )
+    vae = load_float32(AutoencoderKL, root / "vae", device)
+    record = root / "training.json"
+    trained = json.loads(record.read_text())["training"]["autoencoder"] if record.is_file() else {}
+    return vae, {"from": name, **trained}
+
+
 def save(cfg: LDMConfig, vae, unet, out_dir: Path) -> None:
-    """Write ``out_dir / NAME``: ``vae/``, ``unet/`` and ``scheduler/`` (DDIM, no x_0 clipping)."""
+    """Write ``out_dir / NAME``: ``vae/``, ``unet/`` and ``scheduler/`` (DDIM, no x_0 clipping); float16 weights
+    when the recipe says ``half``."""
     root = out_dir / cfg.name
-    vae.to("cpu").save_pretrained(root / "vae", safe_serialization=True)
-    unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
+    dtype = torch.float16 if cfg.half else torch.float32
+    vae.to("cpu", dtype).save_pretrained(root / "vae", safe_serialization=True)
+    unet.to("cpu", dtype).save_pretrained(root / "unet", safe_serialization=True)
     # no clipping of the predicted x_0: scaled latents are not confined to [-1, 1] (as for Stable Diffusion)
     ddim = build_ddim_scheduler(
         cfg.num_train_timesteps,

@@ -19,7 +19,7 @@ from imgorigin.zoo.training.common import (
     seed_everything,
     warmup_cosine,
 )
-from imgorigin.zoo.vae import VAEConfig, VAEDecoder, VAEEncoder
+from imgorigin.zoo.vae import VAEConfig, VAEDecoder, VAEEncoder, architecture
 
 
 def train(
@@ -34,9 +34,9 @@ def train(
 
     device = resolve_device(device)
     rng = seed_everything(cfg.seed)
-    data = load_training_images(images)
-    enc = VAEEncoder(cfg.latent_dim, cfg.width).to(device).train()
-    dec = VAEDecoder(cfg.latent_dim, cfg.width).to(device).train()
+    data = load_training_images(images, cfg)
+    enc = VAEEncoder(*architecture(cfg)).to(device).train()
+    dec = VAEDecoder(*architecture(cfg)).to(device).train()
     params = [*enc.parameters(), *dec.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     steps = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
@@ -61,8 +61,8 @@ def train(
     root.mkdir(parents=True, exist_ok=True)
     enc.to("cpu")
     dec.to("cpu")
-    save_weights(dec, root / "decoder.safetensors")
-    save_weights(enc, root / "encoder.safetensors")
+    save_weights(dec, root / "decoder.safetensors", half=cfg.half)
+    save_weights(enc, root / "encoder.safetensors", half=cfg.half)
     return {
         "steps": steps,
         "epochs": steps * cfg.batch_size / data.shape[0],

@@ -1,0 +1,146 @@
+"""Scores from a latent diffusion model's own UNet: what tells apart two models that share an autoencoder.
+
+With a strong autoencoder, decoder inversion reconstructs real photos and other models' images nearly as well as
+the model's own, and a second model on the same autoencoder reconstructs *exactly* as well: its images are decoder
+outputs too. What differs is the latent diffusion model that made the latent. Two scores use it, both without
+optimisation, on the encoder's latent ``z = E(x)`` (scaled, as the UNet sees it):
+
+* ``denoising`` — the UNet's ε-prediction error on ``z`` noised at a few timesteps with fixed noise (the
+  diffusion loss, an ELBO term, as loss-based membership tests use it): the model's own outputs sit where its
+  denoiser is most accurate.
+* ``ddim-inversion`` — x_T recovered from ``z`` by DDIM inversion over the sampler's own timesteps (fixed-point
+  refined, so it inverts the deterministic chain that made a member), scored by how far x_T is from a draw of
+  N(0, I): the squared norm's deviation from its expectation and the energy of its 4×4 block means (a member's
+  x_T is white noise; another model's latent pulled back through this chain keeps image structure).
+
+Both are deterministic (the same noise for every image, whatever the batch) and small = like the model, so they
+plug into the conformal p-value against the scores of the model's own samples, as the inversion loss does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from imgorigin.verification.generators.autoencoder import LatentDiffusion
+from imgorigin.verification.generators.base import Generator
+
+
+@dataclass(frozen=True)
+class DiffusionScoreConfig:
+    """Settings of the latent diffusion scores."""
+
+    #: Timesteps (of the training schedule) at which the denoising error is measured.
+    timesteps: tuple[int, ...] = (50, 100, 200)
+    #: Noise draws per timestep (the same draws for every image).
+    draws: int = 2
+    seed: int = 0
+    #: Fixed-point iterations per backward DDIM step (0: plain DDIM inversion).
+    fixed_point_iterations: int = 2
+    #: Side of the blocks whose means the x_T whiteness term measures.
+    block: int = 4
+    batch_size: int = 100
+
+
+def latent_diffusion_of(generator: Generator) -> LatentDiffusion | None:
+    """The latent diffusion model bound to an autoencoder generator (None for any other generator)."""
+    sampler = getattr(generator, "latent_sampler", None)
+    return sampler if isinstance(sampler, LatentDiffusion) else None
+
+
+def _alphas(diffusion: LatentDiffusion, device: torch.device) -> torch.Tensor:
+    return diffusion.scheduler.alphas_cumprod.to(device, torch.float32)
+
+
+@torch.no_grad()
+def denoising_error(
+    diffusion: LatentDiffusion, latents: torch.Tensor, config: DiffusionScoreConfig | None = None
+) -> np.ndarray:
+    """Mean squared ε-prediction error of each latent ``[N, C, h, w]`` at every configured timestep, averaged over
+    the noise draws: ``[N, len(timesteps)]``."""
+    config = config or DiffusionScoreConfig()
+    unet = diffusion.unet
+    device = latents.device
+    alphas = _alphas(diffusion, device)
+    g = torch.Generator().manual_seed(config.seed)
+    noise = torch.randn((config.draws, *latents.shape[1:]), generator=g).to(device)
+    out = torch.zeros((latents.shape[0], len(config.timesteps)), dtype=torch.float64)
+    for j, t in enumerate(config.timesteps):
+        a = alphas[t]
+        for eps in noise:
+            x_t = a.sqrt() * latents + (1 - a).sqrt() * eps
+            err = (unet(x_t, t).sample - eps).pow(2).flatten(1).mean(1)
+            out[:, j] += err.double().cpu() / config.draws
+    return out.numpy()
+
+
+@torch.no_grad()
+def ddim_invert(diffusion: LatentDiffusion, latents: torch.Tensor, iterations: int = 2) -> torch.Tensor:
+    """x_T of each latent by DDIM inversion over the sampler's timesteps; each backward step refined by
+    ``iterations`` fixed-point iterations (ε evaluated at the point solved for, which inverts the chain exactly
+    where the iteration converges)."""
+    scheduler, unet = diffusion.scheduler, diffusion.unet
+    scheduler.set_timesteps(diffusion.num_inference_steps, device=latents.device)
+    alphas = _alphas(diffusion, latents.device)
+    final = torch.as_tensor(float(scheduler.final_alpha_cumprod), device=latents.device)
+    stride = scheduler.config.num_train_timesteps // diffusion.num_inference_steps
+    x = latents
+    for t in reversed([int(t) for t in scheduler.timesteps]):
+        a_from = alphas[t - stride] if t - stride >= 0 else final
+        a_to = alphas[t]
+        eps = unet(x, t).sample
+        for _ in range(iterations + 1):
+            x0 = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+            x_t = a_to.sqrt() * x0 + (1 - a_to).sqrt() * eps
+            eps = unet(x_t, t).sample
+        x = x_t
+    return x
+
+
+def gaussian_atypicality(x_t: torch.Tensor, block: int = 4) -> np.ndarray:
+    """How far each ``x_T`` ``[N, C, h, w]`` is from a draw of N(0, I), in units of the statistic's own spread:
+    |‖x‖²/d − 1| · √(d/2) plus the excess energy of its ``block``×``block`` means, (mean² · block² − 1) · √(d'/2)
+    (each a standardised χ² deviation; 0 expected for white noise)."""
+    d = x_t[0].numel()
+    norm = (x_t.pow(2).flatten(1).mean(1) - 1).abs() * (d / 2) ** 0.5
+    if min(x_t.shape[-2:]) >= block:
+        means = F.avg_pool2d(x_t, block)
+        low = (means.pow(2).flatten(1).mean(1) * block**2 - 1) * (means[0].numel() / 2) ** 0.5
+    else:
+        low = torch.zeros_like(norm)
+    return (norm + low.clamp_min(0)).double().cpu().numpy()
+
+
+def _batched(images: torch.Tensor, batch_size: int, score: Callable[[torch.Tensor], np.ndarray]) -> np.ndarray:
+    parts = [score(chunk) for chunk in images.split(batch_size)]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def latent_diffusion_scorers(
+    generator: Generator, config: DiffusionScoreConfig | None = None
+) -> dict[str, Callable[[torch.Tensor], np.ndarray]]:
+    """The diffusion scores of a latent diffusion generator, each images ``[N, C, H, W]`` in [0, 1] → scores
+    (empty for a generator without a bound :class:`LatentDiffusion`)."""
+    diffusion = latent_diffusion_of(generator)
+    if diffusion is None:
+        return {}
+    config = config or DiffusionScoreConfig()
+
+    def latents(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return generator.encode(images.to(generator.device, torch.float32))
+
+    def denoising(images: torch.Tensor) -> np.ndarray:
+        return _batched(images, config.batch_size, lambda x: denoising_error(diffusion, latents(x), config).mean(1))
+
+    def inversion(images: torch.Tensor) -> np.ndarray:
+        def one(x: torch.Tensor) -> np.ndarray:
+            return gaussian_atypicality(ddim_invert(diffusion, latents(x), config.fixed_point_iterations), config.block)
+
+        return _batched(images, config.batch_size, one)
+
+    return {"denoising": denoising, "ddim-inversion": inversion}
