@@ -15,7 +15,7 @@ from imgorigin.verification import InversionConfig
 from imgorigin.verification.generators import ModuleGenerator
 from imgorigin.zoo import data
 from imgorigin.zoo.calibrations import INVERSION_OVERRIDES, inversion_config
-from tiny_models import TinyGenerator, real_like
+from tiny_models import TinyGenerator, real_like, tiny_latent_model
 
 FAST = InversionConfig(steps=150, restarts=2, patience=30, batch_size=16, search_candidates=8)
 
@@ -92,3 +92,23 @@ def test_run_end_to_end_on_tiny_models_writes_json_markdown_and_figures(tmp_path
     reference = saved["reference_loop"]
     assert reference["n"] == 6 and reference["reference"]["auroc"] == 1.0 and reference["batched"]["auroc"] == 1.0
     assert "| a | b | raw |" in (tmp_path / "results.md").read_text() and (tmp_path / "a.png").is_file()
+
+
+def test_latent_diffusion_models_get_the_encoder_and_diffusion_scores_with_their_own_timings(tmp_path, monkeypatch):
+    gens = {"ldm-a": tiny_latent_model(0), "ldm-b": tiny_latent_model(1)}  # one autoencoder, two latent UNets
+    monkeypatch.setattr(zoo, "list_models", lambda: list(gens))
+    monkeypatch.setattr(zoo, "load", lambda name, device="cpu": gens[name])
+    monkeypatch.setattr(zoo, "sample", lambda name, n, seed=0, device="cpu": gens[name].sample(n, seed=seed))
+    monkeypatch.setattr(data, "is_available", lambda root=None: False)
+    monkeypatch.setattr(data, "subset_images", lambda: real_like(4, seed=1))
+    cfg = InversionConfig(steps=5, restarts=1, batch_size=8, init="encoder")
+    args = {"n_cal": 6, "n_members": 3, "n_real": 3, "n_other": 3, "alpha": 0.2, "config": cfg}
+    bench.run(["ldm-a"], tmp_path, **args, reference_model=None, n_reference=0, device=torch.device("cpu"), log=str)
+    entry = json.loads((tmp_path / "results.json").read_text())["models"]["ldm-a"]
+    scores = {"raw", "complexity", "aedr", "denoising (encoder z)", "ddim-inversion (encoder z)"}
+    scores.add("ddim-inversion (inverted z)")
+    assert set(entry["pairs"]["ldm-b"]) == set(entry["seconds_per_image"]) == scores
+    seconds = entry["seconds_per_image"]
+    # a score computed from the inversion's latents pays for the inversion too
+    assert seconds["ddim-inversion (inverted z)"] > seconds["raw"] == seconds["complexity"] > seconds["aedr"] > 0
+    assert all(0.0 <= m["auroc"] <= 1.0 for by_score in entry["pairs"].values() for m in by_score.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import diffusers
 import numpy as np
 import torch
 
@@ -14,36 +13,8 @@ from imgorigin.verification.diffusion import (
     latent_diffusion_of,
     latent_diffusion_scorers,
 )
-from imgorigin.verification.generators.autoencoder import AutoencoderGenerator, LatentDiffusion, ddim_sample
-
-
-def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerator:
-    """A random AutoencoderKL (16×16×1 → 2×8×8) with a random latent UNet and a DDIM scheduler of 100 steps."""
-    torch.manual_seed(0)
-    vae = diffusers.AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=2,
-        sample_size=16,
-        norm_num_groups=4,
-    )
-    torch.manual_seed(unet_seed)
-    unet = diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=2,
-        out_channels=2,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-    )
-    scheduler = diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False, timestep_spacing="trailing")
-    return AutoencoderGenerator(vae, id="tiny-ldm", latent_sampler=LatentDiffusion(unet, scheduler, steps))
+from imgorigin.verification.generators.autoencoder import AutoencoderGenerator, ddim_sample
+from tiny_models import tiny_latent_model
 
 
 def test_the_unet_is_part_of_the_model_identity():
@@ -75,7 +46,7 @@ def test_gaussian_atypicality_is_small_for_white_noise_and_large_for_structure()
 
 def test_denoising_error_is_deterministic_and_independent_of_the_batch():
     gen = tiny_latent_model()
-    config = DiffusionScoreConfig(timesteps=(10, 50), draws=2)
+    config = DiffusionScoreConfig(timestep_fractions=(0.1, 0.5), draws=2)
     z = torch.randn((5, 2, 8, 8), generator=torch.Generator().manual_seed(1))
     full = denoising_error(gen.latent_sampler, z, config)
     assert full.shape == (5, 2) and (full > 0).all()
@@ -85,7 +56,7 @@ def test_denoising_error_is_deterministic_and_independent_of_the_batch():
 def test_scorers_give_one_finite_score_per_image_and_none_without_a_diffusion_model():
     gen = tiny_latent_model()
     images = gen.sample(5, seed=0)
-    scorers = latent_diffusion_scorers(gen, DiffusionScoreConfig(timesteps=(10,), draws=1, batch_size=2))
+    scorers = latent_diffusion_scorers(gen, DiffusionScoreConfig(timestep_fractions=(0.1,), draws=1, batch_size=2))
     assert set(scorers) == {"denoising", "ddim-inversion"}
     for score in scorers.values():
         values = score(images)

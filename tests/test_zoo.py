@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import gzip
 import importlib.util
+import json
 import struct
 import sys
 from pathlib import Path
@@ -35,7 +36,18 @@ def _tool(name: str) -> ModuleType:
 
 quality = _tool("zoo_quality")
 
-MODELS = ["dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm", "ddpm-one-step", "dcgan-rgb"]
+MODELS = [
+    "dcgan",
+    "dcgan-twin",
+    "wgangp",
+    "vae",
+    "ddpm",
+    "ldm",
+    "ddpm-one-step",
+    "dcgan-rgb",
+    "ldm-rgb-strong",
+    "ldm-rgb-strong-b",
+]
 #: Documented latent shapes (part of the interface, like the names).
 LATENT_SHAPES = {
     "dcgan": (64,),
@@ -45,11 +57,15 @@ LATENT_SHAPES = {
     "ddpm": (1, 28, 28),
     "ldm": (4, 7, 7),
     "ddpm-one-step": (1, 28, 28),
+    "ldm-rgb-strong": (3, 32, 32),
+    "ldm-rgb-strong-b": (3, 32, 32),
     "dcgan-rgb": (100,),
 }
-#: Image shapes: the colour zoo's 64×64 RGB, the others Fashion-MNIST's 28×28 grayscale.
-IMAGE_SHAPES = {name: (3, 64, 64) if name == "dcgan-rgb" else (1, 28, 28) for name in MODELS}
-HAS_ENCODER = {"vae", "ldm", "ddpm"}  # ddpm: DDIM inversion
+#: Image shapes: the colour zoo's RGB (64×64 for the GAN, 32×32 for the others), the rest Fashion-MNIST's 28×28.
+IMAGE_SHAPES = {
+    name: (3, 64, 64) if name == "dcgan-rgb" else (3, 32, 32) if "rgb" in name else (1, 28, 28) for name in MODELS
+}
+HAS_ENCODER = {"vae", "ldm", "ddpm", "ldm-rgb-strong", "ldm-rgb-strong-b"}  # ddpm: DDIM inversion
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -215,6 +231,26 @@ def test_train_smoke_two_steps(name, tmp_path):
     assert gen.decode(gen.sample_latents(1)).shape == (1, 1, 28, 28)
     # the trained weights differ from the shipped ones
     assert gen.weight_hash() != zoo.model_card(name)["generator"]["weight_hash"]
+
+
+def test_colour_recipes_train_and_the_second_strong_model_reuses_the_first_autoencoder(tmp_path):
+    from imgorigin.errors import ImgoriginError
+
+    images = torch.rand((16, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ImgoriginError, match="train 'ldm-rgb-strong' into the same folder first"):
+        zoo.train("ldm-rgb-strong-b", tmp_path, device="cpu", images=images, max_steps=2, log=lambda _: None)
+    for name in ("ldm-rgb-strong", "ldm-rgb-strong-b"):
+        zoo.train(name, tmp_path, device="cpu", images=images, max_steps=2, log=lambda _: None)
+        gen = zoo.load(name, weights=tmp_path)
+        assert gen.decode(gen.sample_latents(1)).shape == (1, 3, 32, 32) and gen.has_encoder
+    a, b = zoo.load("ldm-rgb-strong", weights=tmp_path), zoo.load("ldm-rgb-strong-b", weights=tmp_path)
+    files = [
+        tmp_path / n / "vae" / "diffusion_pytorch_model.safetensors" for n in ("ldm-rgb-strong", "ldm-rgb-strong-b")
+    ]
+    assert sha256_file(files[0]) == sha256_file(files[1])  # the same autoencoder, float16 on disk
+    assert a.scaling_factor == b.scaling_factor and a.weight_hash() != b.weight_hash()  # another latent UNet
+    record = json.loads((tmp_path / "ldm-rgb-strong-b" / "training.json").read_text())["training"]
+    assert record["autoencoder"]["from"] == "ldm-rgb-strong" and record["autoencoder"]["steps"] == 2
 
 
 def test_one_step_student_learns_from_its_teacher_in_two_steps(tmp_path):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import diffusers
 import torch
 from torch import nn
+
+from imgorigin.verification.generators.autoencoder import AutoencoderGenerator, LatentDiffusion
 
 LATENT = 8
 SIZE = 16
@@ -40,3 +43,32 @@ def save_torchscript(module: nn.Module, path) -> None:
 def factory() -> TinyGenerator:
     """A ``module:function`` factory, as users pass ``mypkg.models:make_generator`` on the command line."""
     return TinyGenerator(seed=0)
+
+
+def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerator:
+    """A random AutoencoderKL (16×16×1 → 2×8×8) with a random latent UNet and a DDIM scheduler of 100 steps."""
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=2,
+        sample_size=16,
+        norm_num_groups=4,
+    )
+    torch.manual_seed(unet_seed)
+    unet = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=2,
+        out_channels=2,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False, timestep_spacing="trailing")
+    return AutoencoderGenerator(vae, id="tiny-ldm", latent_sampler=LatentDiffusion(unet, scheduler, steps))

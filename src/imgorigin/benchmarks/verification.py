@@ -45,6 +45,8 @@ class Scored:
     images: torch.Tensor
     scores: np.ndarray
     seconds: float
+    #: The best latents found (the inversion's), for the scores computed from them.
+    latents: torch.Tensor | None = None
 
 
 #: A score method: images ``[N, C, H, W]`` in [0, 1] → their scores (small = like the model) and the time taken.
@@ -59,28 +61,45 @@ def timed(images: torch.Tensor, score: Callable[[torch.Tensor], np.ndarray]) -> 
 
 
 def invert_set(generator: Generator, images: torch.Tensor, config: InversionConfig) -> Scored:
-    """Invert a set with the batched engine (the ``raw`` score)."""
-    return timed(images, lambda x: Inverter(generator, config)(x, keys=[image_key(i) for i in x]).scores)
+    """Invert a set with the batched engine (the ``raw`` score), keeping the best latents."""
+    start = time.perf_counter()
+    result = Inverter(generator, config)(images, keys=[image_key(x) for x in images], return_latents=True)
+    return Scored(images, result.scores, (time.perf_counter() - start) / max(1, len(images)), result.latents)
 
 
 def scorers(generator: Generator, config: InversionConfig) -> dict[str, Scorer]:
-    """The scores measured for a model: ``raw`` always, ``aedr`` when it has an encoder, and the diffusion scores
-    of latent diffusion models (:func:`imgorigin.verification.diffusion.latent_diffusion_scorers`).
-    ``complexity`` is derived from ``raw`` (:data:`DERIVED`)."""
+    """The scores measured for a model: ``raw`` always, ``aedr`` when it has an encoder, and the training-free
+    diffusion scores of latent diffusion models (:func:`imgorigin.verification.diffusion.latent_diffusion_scorers`,
+    on the encoder's latents). The scores computed from ``raw``'s results are :func:`derived`."""
     from imgorigin.verification.diffusion import latent_diffusion_scorers
 
     methods: dict[str, Scorer] = {"raw": lambda x: invert_set(generator, x, config)}
     if generator.has_encoder:
         methods["aedr"] = lambda x: timed(x, lambda i: double_reconstruction(generator, i).scores)
     for name, score in latent_diffusion_scorers(generator).items():
-        methods[name] = lambda x, score=score: timed(x, score)
+        methods[f"{name} (encoder z)"] = lambda x, score=score: timed(x, score)
     return methods
 
 
-#: Scores computed from another score's results at no extra cost: name → (source score, transform).
-DERIVED: dict[str, tuple[str, Callable[[Scored], np.ndarray]]] = {
-    "complexity": ("raw", lambda s: complexity_calibrated(s.scores, s.images)),
-}
+def derived(generator: Generator) -> dict[str, Callable[[Scored], Scored]]:
+    """Scores computed from ``raw``'s results, each ``raw`` Scored → its own (seconds include raw's):
+    ``complexity`` (raw over the image's compressed size) and, for latent diffusion models, the DDIM-inversion
+    score of the latent the decoder inversion found (``ddim-inversion (inverted z)``)."""
+    from imgorigin.verification.diffusion import latent_diffusion_of, xt_atypicality
+
+    out: dict[str, Callable[[Scored], Scored]] = {
+        "complexity": lambda s: Scored(s.images, complexity_calibrated(s.scores, s.images), s.seconds)
+    }
+    diffusion = latent_diffusion_of(generator)
+    if diffusion is not None:
+
+        def from_inverted(s: Scored) -> Scored:
+            latents = s.latents.to(generator.device)
+            own = timed(s.images, lambda _: xt_atypicality(diffusion, latents))
+            return Scored(s.images, own.scores, s.seconds + own.seconds)
+
+        out["ddim-inversion (inverted z)"] = from_inverted
+    return out
 
 
 def photo_crops(n: int, image_shape: tuple[int, ...]) -> torch.Tensor:
@@ -241,8 +260,8 @@ def run(
             },
         }
         scored = {name: {k: score(x) for k, x in images.items()} for name, score in scorers(gen, model_config).items()}
-        for name, (source, transform) in DERIVED.items():
-            scored[name] = {k: Scored(s.images, transform(s), 0.0) for k, s in scored[source].items()}
+        for name, transform in derived(gen).items():
+            scored[name] = {k: transform(s) for k, s in scored["raw"].items()}
         calibration = Calibration(
             model_id=model,
             weight_hash=gen.weight_hash(),
@@ -265,8 +284,6 @@ def run(
             if name not in ("cal", "members")
         }
         seconds = {score: seconds_per_image(by_set, exclude=("cal",)) for score, by_set in scored.items()}
-        for name, (source, _) in DERIVED.items():
-            seconds[name] = seconds[source]
         raw = scored["raw"]
         histogram(
             out_dir / f"{model}.png",

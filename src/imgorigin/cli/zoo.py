@@ -11,7 +11,7 @@ from imgorigin.cli.common import DeviceOpt, progress_enabled
 from imgorigin.runtime import resolve_device
 
 zoo_app = typer.Typer(
-    help="The shipped zoo of small generators (Fashion-MNIST, and one on colour photo crops).", no_args_is_help=True
+    help="The shipped zoo of small generators (Fashion-MNIST, and colour ones on photo crops).", no_args_is_help=True
 )
 
 

@@ -3,7 +3,9 @@
 With a strong autoencoder, decoder inversion reconstructs real photos and other models' images nearly as well as
 the model's own, and a second model on the same autoencoder reconstructs *exactly* as well: its images are decoder
 outputs too. What differs is the latent diffusion model that made the latent. Two scores use it, both without
-optimisation, on the encoder's latent ``z = E(x)`` (scaled, as the UNet sees it):
+optimisation of their own, on a latent ``z`` of the image (scaled, as the UNet sees it): the encoder's ``E(x)``, or
+the latent decoder inversion found (which, for a decoder with as many latent values as pixel values, is the latent a
+member was decoded from; the encoder's is only near it, and that error swamps what the UNet can tell):
 
 * ``denoising`` — the UNet's ε-prediction error on ``z`` noised at a few timesteps with fixed noise (the
   diffusion loss, an ELBO term, as loss-based membership tests use it): the model's own outputs sit where its
@@ -34,13 +36,14 @@ from imgorigin.verification.generators.base import Generator
 class DiffusionScoreConfig:
     """Settings of the latent diffusion scores."""
 
-    #: Timesteps (of the training schedule) at which the denoising error is measured.
-    timesteps: tuple[int, ...] = (50, 100, 200)
+    #: Where on the training schedule the denoising error is measured, as fractions of its length (0.1 of a
+    #: 1000-step schedule: t = 100).
+    timestep_fractions: tuple[float, ...] = (0.05, 0.1, 0.2)
     #: Noise draws per timestep (the same draws for every image).
     draws: int = 2
     seed: int = 0
     #: Fixed-point iterations per backward DDIM step (0: plain DDIM inversion).
-    fixed_point_iterations: int = 2
+    fixed_point_iterations: int = 3
     #: Side of the blocks whose means the x_T whiteness term measures.
     block: int = 4
     batch_size: int = 100
@@ -61,15 +64,17 @@ def denoising_error(
     diffusion: LatentDiffusion, latents: torch.Tensor, config: DiffusionScoreConfig | None = None
 ) -> np.ndarray:
     """Mean squared ε-prediction error of each latent ``[N, C, h, w]`` at every configured timestep, averaged over
-    the noise draws: ``[N, len(timesteps)]``."""
+    the noise draws: ``[N, len(timestep_fractions)]``."""
     config = config or DiffusionScoreConfig()
     unet = diffusion.unet
     device = latents.device
     alphas = _alphas(diffusion, device)
     g = torch.Generator().manual_seed(config.seed)
     noise = torch.randn((config.draws, *latents.shape[1:]), generator=g).to(device)
-    out = torch.zeros((latents.shape[0], len(config.timesteps)), dtype=torch.float64)
-    for j, t in enumerate(config.timesteps):
+    steps = int(diffusion.scheduler.config.num_train_timesteps)
+    timesteps = [min(steps - 1, round(f * steps)) for f in config.timestep_fractions]
+    out = torch.zeros((latents.shape[0], len(timesteps)), dtype=torch.float64)
+    for j, t in enumerate(timesteps):
         a = alphas[t]
         for eps in noise:
             x_t = a.sqrt() * latents + (1 - a).sqrt() * eps
@@ -115,32 +120,46 @@ def gaussian_atypicality(x_t: torch.Tensor, block: int = 4) -> np.ndarray:
     return (norm + low.clamp_min(0)).double().cpu().numpy()
 
 
-def _batched(images: torch.Tensor, batch_size: int, score: Callable[[torch.Tensor], np.ndarray]) -> np.ndarray:
-    parts = [score(chunk) for chunk in images.split(batch_size)]
+def _batched(latents: torch.Tensor, batch_size: int, score: Callable[[torch.Tensor], np.ndarray]) -> np.ndarray:
+    parts = [score(chunk) for chunk in latents.split(batch_size)]
     return np.concatenate(parts) if parts else np.empty(0)
+
+
+def denoising_score(
+    diffusion: LatentDiffusion, latents: torch.Tensor, config: DiffusionScoreConfig | None = None
+) -> np.ndarray:
+    """The ``denoising`` score of each latent: its ε-prediction error averaged over the configured timesteps."""
+    config = config or DiffusionScoreConfig()
+    return _batched(latents, config.batch_size, lambda z: denoising_error(diffusion, z, config).mean(1))
+
+
+def xt_atypicality(
+    diffusion: LatentDiffusion, latents: torch.Tensor, config: DiffusionScoreConfig | None = None
+) -> np.ndarray:
+    """The ``ddim-inversion`` score of each latent: the Gaussian atypicality of its DDIM-inverted x_T."""
+    config = config or DiffusionScoreConfig()
+
+    def one(z: torch.Tensor) -> np.ndarray:
+        return gaussian_atypicality(ddim_invert(diffusion, z, config.fixed_point_iterations), config.block)
+
+    return _batched(latents, config.batch_size, one)
 
 
 def latent_diffusion_scorers(
     generator: Generator, config: DiffusionScoreConfig | None = None
 ) -> dict[str, Callable[[torch.Tensor], np.ndarray]]:
-    """The diffusion scores of a latent diffusion generator, each images ``[N, C, H, W]`` in [0, 1] → scores
-    (empty for a generator without a bound :class:`LatentDiffusion`)."""
+    """The training-free diffusion scores of a latent diffusion generator on the encoder's latents, each images
+    ``[N, C, H, W]`` in [0, 1] → scores (empty for a generator without a bound :class:`LatentDiffusion`)."""
     diffusion = latent_diffusion_of(generator)
     if diffusion is None:
         return {}
     config = config or DiffusionScoreConfig()
 
+    @torch.no_grad()
     def latents(images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return generator.encode(images.to(generator.device, torch.float32))
+        return torch.cat([generator.encode(x.to(generator.device, torch.float32)) for x in images.split(100)])
 
-    def denoising(images: torch.Tensor) -> np.ndarray:
-        return _batched(images, config.batch_size, lambda x: denoising_error(diffusion, latents(x), config).mean(1))
-
-    def inversion(images: torch.Tensor) -> np.ndarray:
-        def one(x: torch.Tensor) -> np.ndarray:
-            return gaussian_atypicality(ddim_invert(diffusion, latents(x), config.fixed_point_iterations), config.block)
-
-        return _batched(images, config.batch_size, one)
-
-    return {"denoising": denoising, "ddim-inversion": inversion}
+    return {
+        "denoising": lambda images: denoising_score(diffusion, latents(images), config),
+        "ddim-inversion": lambda images: xt_atypicality(diffusion, latents(images), config),
+    }

@@ -1,20 +1,22 @@
-"""The model zoo: small generators trained on Fashion-MNIST (and one on colour photo crops), shipped with the package.
+"""The model zoo: small generators trained on Fashion-MNIST and on colour photo crops, shipped with the package.
 
 It is the embedded default for the demo and the benchmark for verification and attribution:
 
-======== ===================================================================================
-name     generator that verification inverts
-======== ===================================================================================
-dcgan      DCGAN generator, latent z [64]
-dcgan-twin same recipe as dcgan with another seed (the hardest case), latent z [64]
-wgangp     another GAN architecture trained with WGAN-GP, latent z [64]
-vae        VAE decoder, latent z [16] (encoder available for initialisation)
-ddpm       x_T [1, 28, 28] → deterministic DDIM chain (10 steps) → image
-ldm        AutoencoderKL decoder, scaled latent [4, 7, 7] (encoder initialisation); samples come from
-           the latent diffusion model (DDIM, 10 steps) decoded by it
-ddpm-one-step  x_T [1, 28, 28] → one evaluation of a student distilled from ddpm → image
-dcgan-rgb  colour DCGAN (64×64 RGB), latent z [100]; trained on photo crops (:mod:`imgorigin.zoo.photos`)
-======== ===================================================================================
+================ ===================================================================================
+name             generator that verification inverts
+================ ===================================================================================
+dcgan            DCGAN generator, latent z [64]
+dcgan-twin       same recipe as dcgan with another seed (the hardest case), latent z [64]
+wgangp           another GAN architecture trained with WGAN-GP, latent z [64]
+vae              VAE decoder, latent z [16] (encoder available for initialisation)
+ddpm             x_T [1, 28, 28] → deterministic DDIM chain (10 steps) → image
+ldm              AutoencoderKL decoder, scaled latent [4, 7, 7] (encoder initialisation); samples come from
+                 the latent diffusion model (DDIM, 10 steps) decoded by it
+ddpm-one-step    x_T [1, 28, 28] → one evaluation of a student distilled from ddpm → image
+dcgan-rgb        colour DCGAN (64×64 RGB), latent z [100]; trained on photo crops (:mod:`imgorigin.zoo.photos`)
+ldm-rgb-strong   colour latent diffusion, strong autoencoder (f = 1): decoder latent [3, 32, 32]
+ldm-rgb-strong-b ldm-rgb-strong's autoencoder with another latent UNet (another model, same autoencoder)
+================ ===================================================================================
 
 API: :func:`list_models`, :func:`load`, :func:`sample`, :func:`train`, :func:`model_card`. Data:
 :mod:`imgorigin.zoo.data`. Each family's architecture and ``load`` are in ``zoo/<family>.py``; its training is in
@@ -92,10 +94,10 @@ def sample(
     weights: str | os.PathLike | None = None,
     batch_size: int = 100,
 ) -> torch.Tensor:
-    """``n`` images ``[n, C, H, W]`` in [0, 1] (``[n, 1, 28, 28]``; ``dcgan-rgb``: ``[n, 3, 64, 64]``) from the
-    model's own sampling procedure, deterministic per seed.
+    """``n`` images ``[n, C, H, W]`` in [0, 1] (``[n, 1, 28, 28]``; ``dcgan-rgb``: ``[n, 3, 64, 64]``; the other
+    colour models ``[n, 3, 32, 32]``) from the model's own sampling procedure, deterministic per seed.
 
-    For ``ldm`` the latents come from the latent diffusion model (DDIM) and are decoded by the autoencoder;
+    For the ``ldm`` models the latents come from the latent diffusion model (DDIM) and are decoded by the autoencoder;
     for the others this is ``load(name).sample(n, seed)`` (latents from the prior, then decode).
     """
     gen = load(name, device=device, weights=weights)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -15,6 +15,43 @@ from imgorigin.zoo.ldm import LDMConfig
 from imgorigin.zoo.onestep import OneStepConfig
 from imgorigin.zoo.vae import VAEConfig
 from imgorigin.zoo.wgangp import WGANGPConfig
+
+#: The colour latent models: 32×32 RGB photo crops, the same latent diffusion recipe on two autoencoders.
+WEAK_RGB_LDM = LDMConfig(
+    name="ldm-rgb",
+    seed=10,
+    image_size=32,
+    channels=3,
+    training_crops=20_000,
+    ae_block_out_channels=(16, 32, 32),
+    ae_steps=1000,
+    steps=1500,
+    half=True,
+)
+STRONG_RGB_LDM = LDMConfig(
+    name="ldm-rgb-strong",
+    seed=20,
+    image_size=32,
+    channels=3,
+    training_crops=20_000,
+    ae_block_out_channels=(32,),
+    # as many latent values as pixel values: the decoder is (near) injective, so inverting it finds the latent a
+    # member was decoded from, which the latent UNet's scores need (4 channels leave a null space per pixel)
+    latent_channels=3,
+    ae_mid_attention=False,
+    ae_steps=3000,
+    ae_patch=16,
+    ae_posterior_mean=True,
+    ae_lr=3e-3,
+    kl_weight=1e-6,
+    block_out_channels=(16, 32, 64),
+    down_block_types=("DownBlock2D",) * 3,
+    up_block_types=("UpBlock2D",) * 3,
+    norm_num_groups=8,
+    steps=1500,
+    batch_size=32,
+    half=True,
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,20 @@ RECIPES: dict[str, Recipe] = {
             "dcgan_rgb",
             DCGANRGBConfig(),
             "colour DCGAN (the PyTorch tutorial's, 3.6 M parameters), z ∈ R^100, 64×64 RGB photo crops",
+        ),
+        Recipe(
+            "ldm-rgb-strong",
+            "ldm",
+            STRONG_RGB_LDM,
+            "colour latent diffusion, strong autoencoder: AutoencoderKL 32×32×3 → 3×32×32 (f = 1, SDXL/FLUX-class "
+            "reconstructions) + latent UNet2DModel; generator = the decoder",
+        ),
+        Recipe(
+            "ldm-rgb-strong-b",
+            "ldm",
+            replace(STRONG_RGB_LDM, name="ldm-rgb-strong-b", seed=21, autoencoder_from="ldm-rgb-strong"),
+            "ldm-rgb-strong's autoencoder (the same weights) with a latent UNet of another seed: another model, same "
+            "autoencoder",
         ),
     )
 }

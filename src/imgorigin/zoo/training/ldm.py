@@ -124,7 +124,7 @@ def train(
     total = Timer()
     if cfg.autoencoder_from:
         vae, ae_stats = reused_autoencoder(cfg.autoencoder_from, Path(out_dir), device)
-        log(f"[{cfg.name}] autoencoder of {cfg.autoencoder_from} (trained in {ae_stats['seconds']:.0f}s)")
+        log(f"[{cfg.name}] the autoencoder of {cfg.autoencoder_from}: {ae_stats}")
     else:
         ae_steps = cfg.ae_steps if max_steps is None else min(cfg.ae_steps, max_steps)
         vae, ae_stats = train_autoencoder(cfg, data01, device, rng, ae_steps, log)
@@ -165,9 +165,17 @@ def reused_autoencoder(name: str, out_dir: Path, device: torch.device):
             "same folder first"
         )
     vae = load_float32(AutoencoderKL, root / "vae", device)
-    record = root / "training.json"
-    trained = json.loads(record.read_text())["training"]["autoencoder"] if record.is_file() else {}
-    return vae, {"from": name, **trained}
+    return vae, {"from": name, **training_record(root).get("training", {}).get("autoencoder", {})}
+
+
+def training_record(root: Path) -> dict:
+    """A trained model folder's training record: its ``training.json`` (what :func:`imgorigin.zoo.train` writes)
+    or, in a shipped folder, the record kept in its ``card.json``; empty when neither is there."""
+    if (root / "training.json").is_file():
+        return json.loads((root / "training.json").read_text())
+    if (root / "card.json").is_file():
+        return json.loads((root / "card.json").read_text()).get("training") or {}
+    return {}
 
 
 def save(cfg: LDMConfig, vae, unet, out_dir: Path) -> None:
