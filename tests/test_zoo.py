@@ -45,6 +45,8 @@ MODELS = [
     "ldm",
     "ddpm-one-step",
     "dcgan-rgb",
+    "vae-rgb",
+    "ldm-rgb",
     "ldm-rgb-strong",
     "ldm-rgb-strong-b",
 ]
@@ -57,6 +59,8 @@ LATENT_SHAPES = {
     "ddpm": (1, 28, 28),
     "ldm": (4, 7, 7),
     "ddpm-one-step": (1, 28, 28),
+    "vae-rgb": (64,),
+    "ldm-rgb": (4, 8, 8),
     "ldm-rgb-strong": (3, 32, 32),
     "ldm-rgb-strong-b": (3, 32, 32),
     "dcgan-rgb": (100,),
@@ -65,7 +69,7 @@ LATENT_SHAPES = {
 IMAGE_SHAPES = {
     name: (3, 64, 64) if name == "dcgan-rgb" else (3, 32, 32) if "rgb" in name else (1, 28, 28) for name in MODELS
 }
-HAS_ENCODER = {"vae", "ldm", "ddpm", "ldm-rgb-strong", "ldm-rgb-strong-b"}  # ddpm: DDIM inversion
+HAS_ENCODER = {"vae", "ldm", "ddpm", "vae-rgb", "ldm-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b"}  # ddpm: DDIM inversion
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -239,7 +243,7 @@ def test_colour_recipes_train_and_the_second_strong_model_reuses_the_first_autoe
     images = torch.rand((16, 3, 32, 32), generator=torch.Generator().manual_seed(0))
     with pytest.raises(ImgoriginError, match="train 'ldm-rgb-strong' into the same folder first"):
         zoo.train("ldm-rgb-strong-b", tmp_path, device="cpu", images=images, max_steps=2, log=lambda _: None)
-    for name in ("ldm-rgb-strong", "ldm-rgb-strong-b"):
+    for name in ("vae-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b"):
         zoo.train(name, tmp_path, device="cpu", images=images, max_steps=2, log=lambda _: None)
         gen = zoo.load(name, weights=tmp_path)
         assert gen.decode(gen.sample_latents(1)).shape == (1, 3, 32, 32) and gen.has_encoder

@@ -137,6 +137,28 @@ RECIPES: dict[str, Recipe] = {
             "colour DCGAN (the PyTorch tutorial's, 3.6 M parameters), z ∈ R^100, 64×64 RGB photo crops",
         ),
         Recipe(
+            "vae-rgb",
+            "vae",
+            VAEConfig(
+                name="vae-rgb",
+                seed=12,
+                latent_dim=64,
+                image_size=32,
+                channels=3,
+                training_crops=20_000,
+                steps=3000,
+                half=True,
+            ),
+            "the vae recipe in colour: 32×32 RGB photo crops, z ∈ R^64; the generator is the decoder",
+        ),
+        Recipe(
+            "ldm-rgb",
+            "ldm",
+            WEAK_RGB_LDM,
+            "colour latent diffusion, weak autoencoder: AutoencoderKL 32×32×3 → 4×8×8 (f = 4, blurry, like SD1.x) "
+            "+ latent UNet2DModel; generator = the decoder",
+        ),
+        Recipe(
             "ldm-rgb-strong",
             "ldm",
             STRONG_RGB_LDM,
