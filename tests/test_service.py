@@ -172,7 +172,8 @@ def test_default_config_serves_the_zoo_and_says_why_the_uncalibrated_are_left_ou
     config = default_config()
     ids = [m.id for m in config.models]
     assert ids == ["zoo:dcgan", "zoo:dcgan-twin", "zoo:wgangp", "zoo:vae", "zoo:ldm"] and not config.keys
-    assert [s[0] for s in config.skipped] == ["zoo:ddpm", "zoo:ddpm-one-step", "zoo:dcgan-rgb"]
+    uncalibrated = ["ddpm", "ddpm-one-step", "dcgan-rgb", "vae-rgb", "ldm-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b"]
+    assert [s[0] for s in config.skipped] == [f"zoo:{name}" for name in uncalibrated]
     assert all("ships without a calibration" in why for _, why in config.skipped)
 
 

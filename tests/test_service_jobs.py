@@ -110,7 +110,9 @@ def test_a_job_survives_sigkill_with_one_record_per_image(world, monkeypatch):
     uninterrupted = {os.path.basename(r["path"]): r for r in verifier.verify_paths(files)}
     for record in records:
         expected = uninterrupted[record["path"].removeprefix("img-")]
-        assert record["verdict"] == expected["verdict"] and record["score"] == pytest.approx(expected["score"])
+        # another process (its own thread count): the same scores up to float32 reduction order
+        assert record["verdict"] == expected["verdict"]
+        assert record["score"] == pytest.approx(expected["score"], rel=1e-5)
         same = [k for k in expected if k not in (*MASKED, "path", "model", "score", "p_value_grubbs")]
         assert {k: record[k] for k in same} == {k: expected[k] for k in same}, record["path"]
     assert [r["verdict"] for r in records].count("member") == N // 2
