@@ -10,7 +10,7 @@ from imgorigin.verification.generators import ModelSpecError, TorchScriptError
 from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 from imgorigin.verification.generators.ddim import DDIMGenerator
 from imgorigin.verification.inversion import InversionConfig, invert
-from tiny_models import TinyGenerator, save_torchscript
+from tiny_models import TinyGenerator, save_torchscript, tiny_vae
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -47,27 +47,9 @@ def test_factory_and_bad_specs():
         load_generator("no such thing")
 
 
-def _tiny_vae(cls):
-    common = dict(
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=2,
-        sample_size=16,
-        norm_num_groups=4,
-    )
-    if cls is diffusers.VQModel:
-        common.update(num_vq_embeddings=16, vq_embed_dim=2)
-    torch.manual_seed(0)
-    return cls(**common)
-
-
 @pytest.mark.parametrize("cls_name", ["AutoencoderKL", "VQModel"])
 def test_diffusers_autoencoder_dir_inverts_decoder_latent_from_encoder(tmp_path, cls_name):
-    _tiny_vae(getattr(diffusers, cls_name)).save_pretrained(tmp_path / "vae")
+    tiny_vae(getattr(diffusers, cls_name)).save_pretrained(tmp_path / "vae")
     gen = load_generator(str(tmp_path / "vae"))
     assert isinstance(gen, AutoencoderGenerator) and gen.has_encoder
     assert gen.latent_shape == (2, 8, 8) and gen.image_shape == (1, 16, 16)

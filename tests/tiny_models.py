@@ -45,10 +45,9 @@ def factory() -> TinyGenerator:
     return TinyGenerator(seed=0)
 
 
-def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerator:
-    """A random AutoencoderKL (16×16×1 → 2×8×8) with a random latent UNet and a DDIM scheduler of 100 steps."""
-    torch.manual_seed(0)
-    vae = diffusers.AutoencoderKL(
+def tiny_vae(cls=diffusers.AutoencoderKL):
+    """A random diffusers autoencoder (``AutoencoderKL`` or ``VQModel``), 16×16×1 → 2×8×8, seeded."""
+    common = dict(
         in_channels=1,
         out_channels=1,
         block_out_channels=(8, 16),
@@ -59,6 +58,15 @@ def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerato
         sample_size=16,
         norm_num_groups=4,
     )
+    if cls is diffusers.VQModel:
+        common.update(num_vq_embeddings=16, vq_embed_dim=2)
+    torch.manual_seed(0)
+    return cls(**common)
+
+
+def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerator:
+    """:func:`tiny_vae` with a random latent UNet (``unet_seed``) and a DDIM scheduler of 100 steps."""
+    vae = tiny_vae()
     torch.manual_seed(unet_seed)
     unet = diffusers.UNet2DModel(
         sample_size=8,

@@ -17,26 +17,17 @@ from imgorigin.zoo.vae import VAEConfig
 from imgorigin.zoo.wgangp import WGANGPConfig
 
 #: The colour latent models: 32×32 RGB photo crops, the same latent diffusion recipe on two autoencoders.
-WEAK_RGB_LDM = LDMConfig(
-    name="ldm-rgb",
-    seed=10,
-    image_size=32,
-    channels=3,
-    training_crops=20_000,
-    ae_block_out_channels=(16, 32, 32),
-    ae_steps=1000,
-    steps=1500,
-    half=True,
+COLOUR_LDM = LDMConfig(image_size=32, channels=3, training_crops=20_000, half=True)
+WEAK_RGB_LDM = replace(
+    COLOUR_LDM, name="ldm-rgb", seed=10, ae_block_out_channels=(16, 32, 32), ae_steps=1000, steps=1500
 )
-STRONG_RGB_LDM = LDMConfig(
+STRONG_RGB_LDM = replace(
+    COLOUR_LDM,
     name="ldm-rgb-strong",
     seed=20,
-    image_size=32,
-    channels=3,
-    training_crops=20_000,
     ae_block_out_channels=(32,),
-    # as many latent values as pixel values: the decoder is (near) injective, so inverting it finds the latent a
-    # member was decoded from, which the latent UNet's scores need (4 channels leave a null space per pixel)
+    # as many latent values as pixel values (4 channels leave a null space per pixel); even so, on its saturated
+    # samples neither the encoder nor decoder inversion finds a member's latent (README, colour latent diffusion)
     latent_channels=3,
     ae_mid_attention=False,
     ae_steps=3000,
@@ -50,7 +41,6 @@ STRONG_RGB_LDM = LDMConfig(
     norm_num_groups=8,
     steps=1500,
     batch_size=32,
-    half=True,
 )
 
 
