@@ -10,7 +10,7 @@ from imgorigin.verification.generators import ModelSpecError, TorchScriptError
 from imgorigin.verification.generators.autoencoder import AutoencoderGenerator
 from imgorigin.verification.generators.ddim import DDIMGenerator
 from imgorigin.verification.inversion import InversionConfig, invert
-from tiny_models import TinyGenerator, save_torchscript, tiny_vae
+from tiny_models import TinyGenerator, save_torchscript, tiny_unet, tiny_vae
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -62,22 +62,8 @@ def test_diffusers_autoencoder_dir_inverts_decoder_latent_from_encoder(tmp_path,
     assert (final <= start).all() and final.mean() < 0.8 * start.mean()
 
 
-def _tiny_unet():
-    torch.manual_seed(0)
-    return diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-    )
-
-
 def test_ddim_chain_from_unet_dir_and_pipeline_dir(tmp_path):
-    unet, scheduler = _tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100)
+    unet, scheduler = tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100)
     unet.save_pretrained(tmp_path / "unet")
     scheduler.save_pretrained(tmp_path / "unet" / "scheduler")
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(num_train_timesteps=100)).save_pretrained(
@@ -97,7 +83,7 @@ def test_ddim_chain_from_unet_dir_and_pipeline_dir(tmp_path):
 
 def test_ddim_inversion_encoder_lands_near_the_chain_input():
     gen = DDIMGenerator(
-        _tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False), num_inference_steps=5
+        tiny_unet(), diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False), num_inference_steps=5
     )
     assert gen.has_encoder
     with torch.no_grad():
@@ -118,7 +104,7 @@ def test_pipeline_dir_loads_with_the_sampler_its_calibration_records(tmp_path):
 
     pipe = tmp_path / "pipe"
     diffusers.DDPMPipeline(
-        unet=_tiny_unet(), scheduler=diffusers.DDPMScheduler(num_train_timesteps=100)
+        unet=tiny_unet(), scheduler=diffusers.DDPMScheduler(num_train_timesteps=100)
     ).save_pretrained(pipe)
     made = load_generator(str(pipe), ddim_steps=3)
     cal = calibrate(made, 3, config=InversionConfig(steps=2, restarts=1), auto_retries=0)

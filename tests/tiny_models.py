@@ -64,19 +64,23 @@ def tiny_vae(cls=diffusers.AutoencoderKL):
     return cls(**common)
 
 
-def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerator:
-    """:func:`tiny_vae` with a random latent UNet (``unet_seed``) and a DDIM scheduler of 100 steps."""
-    vae = tiny_vae()
-    torch.manual_seed(unet_seed)
-    unet = diffusers.UNet2DModel(
+def tiny_unet(channels: int = 1, seed: int = 0):
+    """A random diffusers ``UNet2DModel`` on 8×8 inputs of ``channels`` channels, seeded."""
+    torch.manual_seed(seed)
+    return diffusers.UNet2DModel(
         sample_size=8,
-        in_channels=2,
-        out_channels=2,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=(8, 16),
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
         layers_per_block=1,
         norm_num_groups=4,
     )
+
+
+def tiny_latent_model(unet_seed: int = 0, steps: int = 4) -> AutoencoderGenerator:
+    """:func:`tiny_vae` with a random latent :func:`tiny_unet` (``unet_seed``) and a DDIM scheduler of 100 steps."""
+    unet = tiny_unet(channels=2, seed=unet_seed)
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False, timestep_spacing="trailing")
-    return AutoencoderGenerator(vae, id="tiny-ldm", latent_sampler=LatentDiffusion(unet, scheduler, steps))
+    return AutoencoderGenerator(tiny_vae(), id="tiny-ldm", latent_sampler=LatentDiffusion(unet, scheduler, steps))
