@@ -35,7 +35,7 @@ NOT_CALIBRATED: dict[str, str] = {
     **{
         name: "the colour latent models ship without one so far (200 decoder inversions, about 7 min on 2 CPU cores, "
         "were not run for the release); their benchmark calibrates on the fly"
-        for name in ("vae-rgb", "ldm-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b")
+        for name in ("ldm-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b")
     },
     "dcgan-rgb": "its calibration needs the learned initialiser `imgorigin calibrate` trains (about 7 min on 2 CPU "
     "cores; 99-100 of 100 samples at the 8-bit floor, where search starts left 29 %), and the file it makes (3.4 MB, "
