@@ -33,9 +33,9 @@ NOT_CALIBRATED: dict[str, str] = {
     "images better than its own samples (16 each: AUROC 0.38 with Adam, members median MSE 1.2e-3; with the "
     "matrix-free Gauss-Newton refinement members 7.5e-5, real 3.9e-5; benchmarks/one_step_probe.py)",
     **{
-        name: "the colour latent models ship without one so far (200 decoder inversions, about 7 min on 2 CPU cores, "
-        "were not run for the release); their benchmark calibrates on the fly"
-        for name in ("ldm-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b")
+        name: "on its strong autoencoder no score here tells its images from real crops or from the other model on "
+        "the same autoencoder (benchmark AUROC 0.39-0.81, see the README), so a calibration would decide nothing"
+        for name in ("ldm-rgb-strong", "ldm-rgb-strong-b")
     },
     "dcgan-rgb": "its calibration needs the learned initialiser `imgorigin calibrate` trains (about 7 min on 2 CPU "
     "cores; 99-100 of 100 samples at the 8-bit floor, where search starts left 29 %), and the file it makes (3.4 MB, "
