@@ -3,8 +3,8 @@ with the DDPM objective in its (scaled) latent space, sampled by deterministic D
 
 For verification the generator is the AUTOENCODER DECODER (scaled latent → image), initialised from the
 encoder's posterior mean, as LatentTracer does for Stable Diffusion. For sampling, latents come from the latent
-diffusion model (x_T ~ N(0, I) → DDIM) and are decoded; :func:`load_components` gives the UNet and scheduler to
-scores that use the diffusion model itself.
+diffusion model (x_T ~ N(0, I) → DDIM, a :class:`~imgorigin.verification.generators.autoencoder.LatentDiffusion`
+bound to the generator, which the diffusion scores of :mod:`imgorigin.verification.diffusion` use) and are decoded.
 
 Stage 1 (autoencoder): L1 + MSE reconstruction on images in [-1, 1] + a small KL term; the scaling factor
 (1 / std of the posterior-mean latents of the training set) is stored in the VAE config, as for SD. A recipe

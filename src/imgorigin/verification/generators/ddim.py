@@ -164,25 +164,10 @@ class DDIMGenerator(Generator):
             x = self.step(self.unet(x, t).sample, t, x)
         return to_unit_range(x, "tanh")
 
-    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """x_T for ``images`` in [0, 1] by deterministic DDIM inversion over the same timesteps."""
-        alphas = self.scheduler.alphas_cumprod.to(images.device, torch.float32)
-        final = torch.as_tensor(float(self.scheduler.final_alpha_cumprod), device=images.device)
-        stride = self.scheduler.config.num_train_timesteps // self.num_inference_steps
         x = images.to(torch.float32) * 2 - 1
-        for t in reversed(self.timesteps):
-            a_from = alphas[t - stride] if t - stride >= 0 else final
-            a_to = alphas[t]
-            eps = self.unet(x, t).sample
-            x0 = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
-            x_t = a_to.sqrt() * x0 + (1 - a_to).sqrt() * eps
-            for _ in range(self.encoder_iterations):  # solve x_t = back(x, ε(x_t)): exact for the unclipped chain
-                eps = self.unet(x_t, t).sample
-                x0 = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
-                x_t = a_to.sqrt() * x0 + (1 - a_to).sqrt() * eps
-            x = x_t
-        return x
+        return ddim_inversion(self.unet, self.scheduler, self.timesteps, x, self.encoder_iterations)
 
     @property
     def has_encoder(self) -> bool:
@@ -190,6 +175,28 @@ class DDIMGenerator(Generator):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.unet]
+
+
+@torch.no_grad()
+def ddim_inversion(unet, scheduler, timesteps: list[int], x: torch.Tensor, iterations: int = 0) -> torch.Tensor:
+    """x_T from ``x`` (the chain's output, in the UNet's space) by deterministic DDIM inversion over
+    ``timesteps`` (in sampling order); each backward step refined by ``iterations`` fixed-point iterations (ε
+    evaluated at the point solved for), which inverts the unclipped chain exactly where the iteration converges."""
+    alphas = scheduler.alphas_cumprod.to(x.device, torch.float32)
+    final = torch.as_tensor(float(scheduler.final_alpha_cumprod), device=x.device)
+    stride = scheduler.config.num_train_timesteps // len(timesteps)
+    for t in reversed(timesteps):
+        a_from = alphas[t - stride] if t - stride >= 0 else final
+        a_to = alphas[t]
+        eps = unet(x, t).sample
+        x0 = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+        x_t = a_to.sqrt() * x0 + (1 - a_to).sqrt() * eps
+        for _ in range(iterations):  # solve x_t = back(x, ε(x_t))
+            eps = unet(x_t, t).sample
+            x0 = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+            x_t = a_to.sqrt() * x0 + (1 - a_to).sqrt() * eps
+        x = x_t
+    return x
 
 
 def sampler_differences(recorded: dict[str, Any], actual: dict[str, Any]) -> str:
