@@ -335,7 +335,8 @@ def bench_verify(
     n_reference: Annotated[int, typer.Option(help="Members and real images each for the reference loop.")] = 20,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Verification benchmark on the zoo: AUROC, TPR@1%FPR, accuracy at alpha and speed, per model pair."""
+    """Verification benchmark on the zoo: AUROC, TPR@1%FPR, accuracy at alpha and speed, per model pair and score
+    (raw inversion, complexity, the AEDR fast score, and the latent diffusion models' UNet scores)."""
     from imgorigin import zoo
     from imgorigin.benchmarks.verification import run
 
