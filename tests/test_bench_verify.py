@@ -112,3 +112,29 @@ def test_latent_diffusion_models_get_the_encoder_and_diffusion_scores_with_their
     # a score computed from the inversion's latents pays for the inversion too
     assert seconds["ddim-inversion (inverted z)"] > seconds["raw"] == seconds["complexity"] > seconds["aedr"] > 0
     assert all(0.0 <= m["auroc"] <= 1.0 for by_score in entry["pairs"].values() for m in by_score.values())
+
+
+def test_pixel_diffusion_models_get_the_profile_and_a_chosen_score_runs_alone(tmp_path, monkeypatch):
+    import diffusers
+
+    from imgorigin.verification.generators.ddim import DDIMGenerator
+    from tiny_models import tiny_unet
+
+    def ddim(seed: int) -> DDIMGenerator:
+        scheduler = diffusers.DDIMScheduler(num_train_timesteps=100, clip_sample=False)
+        return DDIMGenerator(tiny_unet(seed=seed), scheduler, 3, id=f"ddim-{seed}")
+
+    gens = {"ddim-a": ddim(0), "ddim-b": ddim(1)}
+    monkeypatch.setattr(zoo, "list_models", lambda: list(gens))
+    monkeypatch.setattr(zoo, "load", lambda name, device="cpu": gens[name])
+    monkeypatch.setattr(zoo, "sample", lambda name, n, seed=0, device="cpu": gens[name].sample(n, seed=seed))
+    monkeypatch.setattr(bench, "data_real", lambda data, n: real_like(4, seed=1)[:, :1, :8, :8])
+    assert "denoising-profile" in bench.scorers(gens["ddim-a"], FAST, n_fit=20)
+    args = {"n_cal": 20, "n_members": 4, "n_real": 4, "n_other": 4, "alpha": 0.2, "config": FAST}
+    run = {"reference_model": None, "n_reference": 0, "device": torch.device("cpu"), "log": str}
+    bench.run(["ddim-a"], tmp_path, **args, **run, scores=("denoising-profile",))
+    entry = json.loads((tmp_path / "results.json").read_text())["models"]["ddim-a"]
+    assert set(entry["pairs"]) == {"real", "ddim-b"} and set(entry["seconds_per_image"]) == {"denoising-profile"}
+    assert entry["histogram_score"] == "denoising-profile" and (tmp_path / "ddim-a.png").is_file()
+    with pytest.raises(ValueError, match="scores must be among"):
+        bench.run(["ddim-a"], tmp_path, **args, **run, scores=("nope",))

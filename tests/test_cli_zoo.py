@@ -15,8 +15,16 @@ from imgorigin.images import load_image, quantize_8bit, save_png
 from imgorigin.records import read_records
 from imgorigin.runtime import sha256_file
 from imgorigin.verification.calibration import Calibration
+from imgorigin.verification.fastpath import FastConfig
 from imgorigin.zoo import calibrations
-from imgorigin.zoo.calibrations import SHIPPED_SAMPLES, calibration_dir, calibration_path, inversion_config
+from imgorigin.zoo.calibrations import (
+    FAST_CALIBRATIONS,
+    PROFILE_SHARE,
+    SHIPPED_SAMPLES,
+    calibration_dir,
+    calibration_path,
+    inversion_config,
+)
 
 runner = CliRunner()
 
@@ -33,6 +41,12 @@ def test_shipped_calibrations_match_their_models_settings_and_sample_counts(path
     calibration = Calibration.load(path)
     generator = zoo.load(path.stem)
     calibration.check_model(generator.id, generator.weight_hash(), generator.image_shape)  # raises when stale
+    if path.stem in FAST_CALIBRATIONS:  # a training-free score: its settings, its profile fit and the rest
+        settings, n = FAST_CALIBRATIONS[path.stem]
+        assert calibration.fast == FastConfig.from_dict({**settings, "profile": calibration.fast.profile})
+        n_fit = round(PROFILE_SHARE * n)
+        assert calibration.fast.profile["n_fit"] == n_fit and calibration.scores.size == n - n_fit
+        return
     # the recipe's settings, with the retries the calibration chose from its samples (never fewer than the recipe's)
     recipe = inversion_config(path.stem)
     assert dataclasses.replace(calibration.inversion, retries=recipe.retries) == recipe
@@ -90,7 +104,7 @@ def test_demo_prints_a_table_and_writes_a_report(tmp_path):
 def test_a_zoo_model_without_calibration_says_why(tmp_path):
     image = tmp_path / "x.png"
     save_png(zoo.sample("dcgan", 1, seed=0)[0], image)
-    result = runner.invoke(app, ["verify", "zoo:ddpm", str(image)])
+    result = runner.invoke(app, ["verify", "zoo:ddpm-one-step", str(image)])
     assert result.exit_code != 0
     assert "ships without a calibration" in result.output and "AUROC" in result.output
 

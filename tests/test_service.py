@@ -154,7 +154,7 @@ def test_example_config_loads_and_mistakes_are_named(tmp_path, monkeypatch):
         ("[[models]]\nid='a'\nmodel='zoo:vae'\nspeed=1\n", "unknown setting"),
         ("[[models]]\nid='a b'\nmodel='zoo:vae'\n", "id must be"),
         ("[[models]]\nid='a'\nmodel='zoo:vae'\n[[models]]\nid='a'\nmodel='zoo:dcgan'\n", "configured twice"),
-        ("[[models]]\nid='a'\nmodel='zoo:ddpm'\n", "ships without a calibration"),
+        ("[[models]]\nid='a'\nmodel='zoo:ddpm-one-step'\n", "ships without a calibration"),
         ("[limits]\nmax_files=0\n[[models]]\nid='a'\nmodel='zoo:vae'\n", "must be positive"),
         ("[auth]\nkeys=[{name='x', sha256='KEY'}]\n[[models]]\nid='a'\nmodel='zoo:vae'\n", "64 hex digits"),
         ("alpha = 1.5\n[[models]]\nid='a'\nmodel='zoo:vae'\n", "alpha"),
@@ -171,9 +171,9 @@ def test_default_config_serves_the_zoo_and_says_why_the_uncalibrated_are_left_ou
     monkeypatch.delenv("IMGORIGIN_API_KEYS", raising=False)
     config = default_config()
     ids = [m.id for m in config.models]
-    served = ["dcgan", "dcgan-twin", "wgangp", "vae", "ldm", "vae-rgb", "ldm-rgb"]
+    served = ["dcgan", "dcgan-twin", "wgangp", "vae", "ddpm", "ldm", "vae-rgb", "ldm-rgb"]
     assert ids == [f"zoo:{name}" for name in served] and not config.keys
-    uncalibrated = ["ddpm", "ddpm-one-step", "dcgan-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b"]
+    uncalibrated = ["ddpm-one-step", "dcgan-rgb", "ldm-rgb-strong", "ldm-rgb-strong-b"]
     assert [s[0] for s in config.skipped] == [f"zoo:{name}" for name in uncalibrated]
     assert all("ships without a calibration" in why for _, why in config.skipped)
 

@@ -5,9 +5,11 @@ seed), real images (Fashion-MNIST test images; held-out photo crops for colour m
 samples of the same image shape, all with the same settings, under every score that applies to M (:func:`scorers`):
 ``raw`` (the inversion's best MSE; decoder inversion with encoder initialisation for autoencoders, as
 LatentTracer), ``complexity`` (raw over the image's compressed size), ``aedr`` (the training-free double
-reconstruction, models with an encoder) and, for latent diffusion models, the scores of their own diffusion model
-(:mod:`imgorigin.verification.diffusion`). Report AUROC, TPR at 1 % FPR, accuracy of the conformal decision at α
-(p-values against that score's calibration scores) and seconds per image per score. Optionally time the faithful
+reconstruction, models with an encoder), for latent diffusion models the scores of their own diffusion model
+(:mod:`imgorigin.verification.diffusion`) and, for pixel diffusion models, the denoising profile
+(:mod:`imgorigin.verification.profile`, fitted on other samples of the model, seed ``PROFILE_SEED``). Report
+AUROC, TPR at 1 % FPR, accuracy of the conformal decision at α (p-values against that score's calibration scores)
+and seconds per image per score. Optionally time the faithful
 per-image reference loop (batch 1, Adam lr 0.1, 1500 steps, random init, as the official RONAN code) against the
 batched engine on one model.
 """
@@ -28,14 +30,28 @@ from imgorigin.metrics import auroc, tpr_at_fpr
 from imgorigin.verification.calibration import Calibration, conformal_p_value
 from imgorigin.verification.complexity import complexity_calibrated
 from imgorigin.verification.distances import mse
-from imgorigin.verification.fastpath import double_reconstruction
+from imgorigin.verification.fastpath import FastConfig, double_reconstruction, fast_scores
 from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.generators.ddim import DDIMGenerator
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
+from imgorigin.verification.profile import PROFILE, fitted
 
 CAL_SEED = 1_000
 MEMBER_SEED = 2_000
 OTHER_SEED = 3_000
 REAL_PHOTO_SEED = 4_000
+PROFILE_SEED = 5_000
+#: Every score the benchmark can measure (each model gets those that apply to it; ``complexity`` and
+#: ``ddim-inversion (inverted z)`` are computed from ``raw``'s results).
+SCORES = (
+    "raw",
+    "complexity",
+    "aedr",
+    "denoising (encoder z)",
+    "ddim-inversion (encoder z)",
+    "ddim-inversion (inverted z)",
+    PROFILE,
+)
 
 
 @dataclass
@@ -67,10 +83,11 @@ def invert_set(generator: Generator, images: torch.Tensor, config: InversionConf
     return Scored(images, result.scores, (time.perf_counter() - start) / max(1, len(images)), result.latents)
 
 
-def scorers(generator: Generator, config: InversionConfig) -> dict[str, Scorer]:
-    """The scores measured for a model: ``raw`` always, ``aedr`` when it has an encoder, and the training-free
+def scorers(generator: Generator, config: InversionConfig, n_fit: int = 100) -> dict[str, Scorer]:
+    """The scores measured for a model: ``raw`` always, ``aedr`` when it has an encoder, the training-free
     diffusion scores of latent diffusion models (:func:`imgorigin.verification.diffusion.latent_diffusion_scorers`,
-    on the encoder's latents). The scores computed from ``raw``'s results are :func:`derived`."""
+    on the encoder's latents) and the denoising profile of pixel diffusion models (fitted on ``n_fit`` of the
+    model's samples, drawn here). The scores computed from ``raw``'s results are :func:`derived`."""
     from imgorigin.verification.diffusion import latent_diffusion_scorers
 
     methods: dict[str, Scorer] = {"raw": lambda x: invert_set(generator, x, config)}
@@ -78,7 +95,23 @@ def scorers(generator: Generator, config: InversionConfig) -> dict[str, Scorer]:
         methods["aedr"] = lambda x: timed(x, lambda i: double_reconstruction(generator, i).scores)
     for name, score in latent_diffusion_scorers(generator).items():
         methods[f"{name} (encoder z)"] = lambda x, score=score: timed(x, score)
+    if isinstance(generator, DDIMGenerator):
+        methods[PROFILE] = profile_scorer(generator, n_fit)
     return methods
+
+
+def profile_scorer(generator: DDIMGenerator, n_fit: int) -> Scorer:
+    """The denoising-profile score, its profile fitted once on ``n_fit`` samples (seed ``PROFILE_SEED``) on the
+    first call; the fit is not counted in the seconds per image."""
+    state: dict = {}
+
+    def score(images: torch.Tensor) -> Scored:
+        if not state:
+            samples = quantize_8bit(generator.sample(n_fit, seed=PROFILE_SEED))
+            state["config"] = fitted(generator, FastConfig(score=PROFILE), samples)
+        return timed(images, lambda x: fast_scores(generator, x, state["config"]).scores)
+
+    return score
 
 
 def derived(generator: Generator) -> dict[str, Callable[[Scored], Scored]]:
@@ -149,7 +182,13 @@ def reference_loop(
 
 
 def histogram(
-    path: Path, model: str, cal: np.ndarray, members: np.ndarray, others: dict[str, np.ndarray], threshold: float
+    path: Path,
+    model: str,
+    cal: np.ndarray,
+    members: np.ndarray,
+    others: dict[str, np.ndarray],
+    threshold: float,
+    xlabel: str = "best reconstruction MSE",
 ) -> None:
     """Score histograms (log scale) of members and each non-member set, with the α threshold marked."""
     import matplotlib
@@ -167,7 +206,7 @@ def histogram(
     if np.isfinite(threshold):
         ax.axvline(threshold, color="red", ls="--", label="threshold (α)")
     ax.set_xscale("log")
-    ax.set_xlabel("best reconstruction MSE")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("images")
     ax.set_title(f"inverting {model}")
     ax.legend(fontsize=7, ncol=2)
@@ -217,10 +256,16 @@ def run(
     n_reference: int,
     device: str | torch.device,
     log=print,
+    scores: tuple[str, ...] = SCORES,
 ) -> dict:
     """Run the benchmark over zoo ``models``; write results.json, results.md and one histogram per model.
 
-    ``config`` None: each model's shipped inversion settings (those of its shipped calibration)."""
+    ``config`` None: each model's shipped inversion settings (those of its shipped calibration). ``scores``: the
+    subset of :data:`SCORES` to measure (those computed from ``raw`` need ``raw``); the histogram shows ``raw``,
+    or the first score measured without it."""
+    unknown = sorted(set(scores) - set(SCORES))
+    if unknown or not scores:
+        raise ValueError(f"scores must be among {', '.join(SCORES)}; got {', '.join(unknown) or 'none'}")
     from imgorigin import zoo
     from imgorigin.zoo import data
     from imgorigin.zoo.calibrations import shipped_inversion
@@ -259,15 +304,21 @@ def run(
                 if name != model and tuple(imgs.shape[1:]) == gen.image_shape  # other zoo models of its kind
             },
         }
-        scored = {name: {k: score(x) for k, x in images.items()} for name, score in scorers(gen, model_config).items()}
+        chosen = {name: f for name, f in scorers(gen, model_config, n_cal).items() if name in scores}
+        if not chosen:
+            log(f"{model}: none of the scores {', '.join(scores)} applies; skipped")
+            continue
+        scored = {name: {k: score(x) for k, x in images.items()} for name, score in chosen.items()}
         for name, transform in derived(gen).items():
-            scored[name] = {k: transform(s) for k, s in scored["raw"].items()}
+            if name in scores and "raw" in scored:
+                scored[name] = {k: transform(s) for k, s in scored["raw"].items()}
+        shown = "raw" if "raw" in scored else next(iter(scored))
         calibration = Calibration(
             model_id=model,
             weight_hash=gen.weight_hash(),
             image_shape=gen.image_shape,
             inversion=model_config,
-            scores=scored["raw"]["cal"].scores,
+            scores=scored[shown]["cal"].scores,
         )
         pairs = {
             name: {
@@ -276,7 +327,7 @@ def run(
                     by_set["members"].scores,
                     by_set[name].scores,
                     alpha,
-                    calibration.floor if score == "raw" else 0.0,
+                    calibration.floor if score == shown == "raw" else 0.0,
                 )
                 for score, by_set in scored.items()
             }
@@ -284,7 +335,7 @@ def run(
             if name not in ("cal", "members")
         }
         seconds = {score: seconds_per_image(by_set, exclude=("cal",)) for score, by_set in scored.items()}
-        raw = scored["raw"]
+        raw = scored[shown]
         histogram(
             out_dir / f"{model}.png",
             model,
@@ -292,16 +343,18 @@ def run(
             raw["members"].scores,
             {k: v.scores for k, v in raw.items() if k not in ("cal", "members")},
             calibration.threshold(alpha),
+            "best reconstruction MSE" if shown == "raw" else f"{shown} score",
         )
         results["models"][model] = {
             "inversion": model_config.to_dict(),
             "pairs": pairs,
             "seconds_per_image": seconds,
+            "histogram_score": shown,
             "median_member_score": float(np.median(raw["members"].scores)),
             "median_real_score": float(np.median(raw["real"].scores)),
         }
-        worst = min(p["raw"]["auroc"] for p in pairs.values())
-        log(f"{model}: worst raw AUROC {worst:.4f}, {seconds['raw']:.3f} s/img")
+        worst = min(p[shown]["auroc"] for p in pairs.values())
+        log(f"{model}: worst {shown} AUROC {worst:.4f}, {seconds[shown]:.3f} s/img")
     if reference_model:
         reference_config = config or shipped_inversion(reference_model)
         results["reference_loop"] = compare_reference(

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from imgorigin.batch import run_batch
+from imgorigin.benchmarks.verification import SCORES as BENCH_SCORES
 from imgorigin.cli.common import DeviceOpt, RestartOpt, echo, fail, progress_enabled, run_context
 from imgorigin.cli.engine import EngineConfig, engine_options, expand_manifests
 from imgorigin.cli.options import DetailAlphaOpt, detail_level, open_unit_interval, settings_options
@@ -20,8 +21,9 @@ from imgorigin.runtime import default_cache_dir, resolve_device
 from imgorigin.verification import Calibration, InversionConfig, Verifier, default_calibration, load_generator
 from imgorigin.verification import calibrate as run_calibration
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
-from imgorigin.verification.fastpath import FastConfig, require_encoder
+from imgorigin.verification.fastpath import FastConfig, require_fast
 from imgorigin.verification.initializer import InitializerConfig
+from imgorigin.verification.profile import PROFILE
 from imgorigin.verification.retries import MAX_AUTO_RETRIES
 from imgorigin.verification.verifier import SCREEN_SHARE
 
@@ -34,8 +36,12 @@ MODEL_HELP = (
 #: Heading of the generated InversionConfig options in `imgorigin calibrate --help`.
 INVERSION_PANEL = "Inversion settings (stored in the calibration file, reused by verify)"
 
-CalibrationMethod = Enum("CalibrationMethod", {"inversion": "inversion", "fast": "fast"}, type=str)
-VerifyMethod = Enum("VerifyMethod", {"inversion": "inversion", "fast": "fast", "screen": "screen"}, type=str)
+CalibrationMethod = Enum(
+    "CalibrationMethod", {"inversion": "inversion", "fast": "fast", "profile": "profile"}, type=str
+)
+VerifyMethod = Enum(
+    "VerifyMethod", {"auto": "auto", "inversion": "inversion", "fast": "fast", "screen": "screen"}, type=str
+)
 
 
 def calibrate(
@@ -64,8 +70,10 @@ def calibrate(
         CalibrationMethod,
         typer.Option(
             help="inversion: invert each image (any model). fast: AEDR's double-reconstruction score, no "
-            "optimisation (models with an encoder); the file can only decide fast scores (verify --method fast "
-            "or screen), and the inversion settings below are not used."
+            "optimisation (models with an encoder). profile: the denoising profile of a pixel diffusion model "
+            "(its UNet's noise-prediction errors and DDIM-inverted x_T, no optimisation; fitted on half the "
+            "samples, the other half calibrate). A fast or profile file decides only its own score (verify "
+            "--method fast, or screen), and the inversion settings below are not used."
         ),
     ] = CalibrationMethod.inversion,
     no_homogeneity: Annotated[
@@ -104,12 +112,16 @@ def calibrate(
     The settings are stored in the file and reused by `verify`, so scores stay comparable.
     """
     generator = load_generator(model, device=resolve_device(device), ddim_steps=ddim_steps)
-    if method == CalibrationMethod.fast:
-        require_encoder(generator)
+    config = {
+        CalibrationMethod.fast: FastConfig(homogeneity=not no_homogeneity),
+        CalibrationMethod.profile: FastConfig(score=PROFILE),
+    }.get(method, inversion)
+    if isinstance(config, FastConfig):
+        require_fast(generator, config)
     calibration = run_calibration(
         generator,
         samples,
-        config=FastConfig(homogeneity=not no_homogeneity) if method == CalibrationMethod.fast else inversion,
+        config=config,
         seed=seed,
         sample_dir=from_images,
         reference_real=reference_real,
@@ -162,11 +174,13 @@ def verify(
     method: Annotated[
         VerifyMethod,
         typer.Option(
-            help="inversion: invert every image. fast: the double-reconstruction score only (models with an "
-            "encoder; milliseconds per image). screen: the fast score first; images it rejects at "
-            "--screen-reject are non_member, the rest are inverted and decided at alpha minus that level."
+            help="auto: the calibration's own (inversion, or its fast score). inversion: invert every image. "
+            "fast: the calibration's training-free score only (double reconstruction for models with an "
+            "encoder, or a pixel diffusion model's denoising profile; milliseconds per image). screen: the fast "
+            "score first; images it rejects at --screen-reject are non_member, the rest are inverted and decided "
+            "at alpha minus that level."
         ),
-    ] = VerifyMethod.inversion,
+    ] = VerifyMethod.auto,
     fast_calibration: Annotated[
         Path | None,
         typer.Option(help="screen: the fast calibration (`imgorigin calibrate MODEL --method fast`)."),
@@ -240,8 +254,8 @@ def verify(
     calibration_file = calibration or default_calibration(model)
     cal = Calibration.load(calibration_file)
     generator = load_generator(model, device=resolve_device(device), sampler=cal.sampler)
-    if method != VerifyMethod.inversion:
-        require_encoder(generator)
+    if method == VerifyMethod.auto:
+        method = VerifyMethod.fast if cal.is_fast else VerifyMethod.inversion
     verifier = Verifier(
         generator,
         cal,
@@ -333,10 +347,19 @@ def bench_verify(
         str, typer.Option(help="Zoo model on which to time the per-image reference loop ('' to skip).")
     ] = "dcgan",
     n_reference: Annotated[int, typer.Option(help="Members and real images each for the reference loop.")] = 20,
+    scores: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated scores to measure (default: every one that applies to each model): "
+            + ", ".join(BENCH_SCORES)
+            + ". complexity and 'ddim-inversion (inverted z)' need raw."
+        ),
+    ] = "",
     device: DeviceOpt = "auto",
 ) -> None:
     """Verification benchmark on the zoo: AUROC, TPR@1%FPR, accuracy at alpha and speed, per model pair and score
-    (raw inversion, complexity, the AEDR fast score, and the latent diffusion models' UNet scores)."""
+    (raw inversion, complexity, the AEDR fast score, the latent diffusion models' UNet scores and the pixel
+    diffusion models' denoising profile)."""
     from imgorigin import zoo
     from imgorigin.benchmarks.verification import run
 
@@ -344,6 +367,10 @@ def bench_verify(
     for name in names:
         if name not in zoo.list_models():
             fail(f"unknown zoo model {name!r}")
+    chosen = tuple(s.strip() for s in scores.split(",") if s.strip()) or BENCH_SCORES
+    unknown = [s for s in chosen if s not in BENCH_SCORES]
+    if unknown:
+        fail(f"--scores: unknown {', '.join(map(repr, unknown))}; choose among {', '.join(BENCH_SCORES)}")
     run(
         names,
         out,
@@ -357,6 +384,7 @@ def bench_verify(
         n_reference=n_reference,
         device=resolve_device(device),
         log=lambda m: typer.echo(m, err=True),
+        scores=chosen,
     )
     typer.echo((out / "results.md").read_text())
 

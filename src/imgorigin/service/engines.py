@@ -21,7 +21,7 @@ from imgorigin.service.errors import ServiceError
 from imgorigin.twostage import Bindings, TwoStageAttributor
 from imgorigin.verification import Calibration, Generator, Verifier, load_generator
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
-from imgorigin.verification.verifier import METHOD
+from imgorigin.verification.verifier import record_method
 
 #: Verifiers kept per model for alphas other than the default (each shares the generator and calibration).
 MAX_ALPHAS = 8
@@ -91,7 +91,7 @@ class ModelEngine:
         return {
             "id": self.id,
             "kind": self.kind,
-            "method": METHOD,
+            "method": record_method(cal),
             "image_shape": list(self.generator.image_shape),
             "weight_hash": cal.weight_hash,
             "calibration": {

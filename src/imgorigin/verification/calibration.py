@@ -18,10 +18,10 @@ can be, and differences below that are optimiser noise, not evidence (without th
 residual stopped at 1.05e-6 were rejected against calibration scores that stopped at 0.95e-6).
 
 A calibration is of one ``method``: ``inversion`` (the default: inversion losses, settings in ``inversion``) or
-``double-reconstruction`` (the fast path's loss ratios, settings in ``fast``; see
-:mod:`imgorigin.verification.fastpath`). The two kinds of score live on different scales, so each kind of
-calibration refuses to decide the other kind of score (:meth:`Calibration.require_method`). Inversion
-calibrations keep the file content and digest they always had.
+a fast score, ``double-reconstruction`` (the fast path's loss ratios) or ``denoising-profile`` (a pixel diffusion
+model's profile distances), settings in ``fast`` (see :mod:`imgorigin.verification.fastpath`). The kinds of
+score live on different scales, so each kind of calibration refuses to decide the other kind of score
+(:meth:`Calibration.require_method`). Inversion calibrations keep the file content and digest they always had.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from imgorigin.errors import ImgoriginError
-from imgorigin.verification.fastpath import FAST, INVERSION, FastConfig
+from imgorigin.verification.fastpath import FAST_SCORES, INVERSION, FastConfig
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.initializer import LearnedInit, digest
 from imgorigin.verification.inversion import InversionConfig
@@ -76,9 +76,10 @@ class Calibration:
     #: model's own images saved as JPEG at IJG quality 75. Its error rates hold only for images processed the same
     #: way (:func:`imgorigin.verification.verifier.processing_family` names an image's processing).
     perturbation: str | None = None
-    #: ``inversion`` (scores are inversion losses) or ``double-reconstruction`` (fast-path scores).
+    #: ``inversion`` (scores are inversion losses) or a fast score (``double-reconstruction``,
+    #: ``denoising-profile``: see :data:`~imgorigin.verification.fastpath.FAST_SCORES`).
     method: str = INVERSION
-    #: The fast path's settings (``method == "double-reconstruction"`` only; its default when not given).
+    #: The fast score's settings (fast methods only; ``FastConfig(score=method)`` when not given).
     fast: FastConfig | None = None
     #: How ``inversion.retries`` was chosen from the samples (:class:`~imgorigin.verification.retries.RetryChoice`
     #: as a dict), None when it was given. A record of the search, not part of the decision.
@@ -94,12 +95,17 @@ class Calibration:
     initializer_training: dict | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in (INVERSION, FAST):
-            raise CalibrationError(f"calibration method must be {INVERSION!r} or {FAST!r}, not {self.method!r}")
-        if self.method == FAST and self.fast is None:
-            self.fast = FastConfig()
+        if self.method not in (INVERSION, *FAST_SCORES):
+            known = ", ".join((INVERSION, *FAST_SCORES))
+            raise CalibrationError(f"calibration method must be one of {known}, not {self.method!r}")
+        if self.method != INVERSION and self.fast is None:
+            self.fast = FastConfig(score=self.method)
         if self.method == INVERSION and self.fast is not None:
             raise CalibrationError("an inversion calibration has no fast-path settings")
+        if self.fast is not None and self.fast.score != self.method:
+            raise CalibrationError(f"a {self.method} calibration holds {self.fast.score} settings")
+        if self.fast is not None and self.fast.is_profile and self.fast.profile is None:
+            raise CalibrationError("a denoising-profile calibration needs its fitted profile")
         self.scores = np.sort(np.asarray(self.scores, dtype=np.float64))
         if self.scores.size < 2 or not np.all(np.isfinite(self.scores)):
             raise CalibrationError("a calibration needs at least 2 finite scores")
@@ -120,20 +126,20 @@ class Calibration:
 
     @property
     def is_fast(self) -> bool:
-        """Whether the scores are fast-path (double-reconstruction) scores."""
-        return self.method == FAST
+        """Whether the scores are a training-free fast score (double reconstruction or denoising profile)."""
+        return self.method != INVERSION
 
     @property
     def settings(self) -> InversionConfig | FastConfig:
         """The settings that produce this calibration's kind of score (inversion or fast path)."""
-        return self.fast if self.method == FAST else self.inversion  # type: ignore[return-value]
+        return self.fast if self.is_fast else self.inversion  # type: ignore[return-value]
 
-    def require_method(self, method: str) -> None:
-        """Refuse to decide scores of another method than the calibration's own."""
-        if method != self.method:
-            made = "`imgorigin calibrate MODEL --method fast`" if method == FAST else "`imgorigin calibrate MODEL`"
+    def require_method(self, kind: str) -> None:
+        """Refuse to decide scores of another kind (``inversion`` or ``fast``) than the calibration's own."""
+        if kind != ("fast" if self.is_fast else INVERSION):
+            made = "`imgorigin calibrate MODEL --method fast`" if kind == "fast" else "`imgorigin calibrate MODEL`"
             raise CalibrationError(
-                f"this calibration holds {self.method} scores (model {self.model_id}); deciding {method} scores "
+                f"this calibration holds {self.method} scores (model {self.model_id}); deciding {kind} scores "
                 f"needs a calibration made with {made}"
             )
 

@@ -61,6 +61,25 @@ def _alphas(diffusion: LatentDiffusion, device: torch.device) -> torch.Tensor:
     return diffusion.scheduler.alphas_cumprod.to(device, torch.float32)
 
 
+def fixed_noise(shape: tuple[int, ...], draws: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``draws`` standard normal tensors of ``shape`` from ``seed``: the same noise for every image and batch."""
+    return torch.randn((draws, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+@torch.no_grad()
+def error_maps(
+    unet: torch.nn.Module, alphas: torch.Tensor, x: torch.Tensor, t: int, noise: torch.Tensor
+) -> torch.Tensor:
+    """Per-element squared ε-prediction error of ``unet`` on ``x`` noised to timestep ``t`` with each of the
+    ``noise`` draws, averaged over the draws: ``x``'s shape."""
+    a = alphas[t]
+    out = torch.zeros_like(x)
+    for eps in noise:
+        x_t = a.sqrt() * x + (1 - a).sqrt() * eps
+        out += (unet(x_t, t).sample - eps).pow(2) / len(noise)
+    return out
+
+
 @torch.no_grad()
 def denoising_error(
     diffusion: LatentDiffusion, latents: torch.Tensor, config: DiffusionScoreConfig | None = None
@@ -68,21 +87,12 @@ def denoising_error(
     """Mean squared ε-prediction error of each latent ``[N, C, h, w]`` at every configured timestep, averaged over
     the noise draws: ``[N, len(timestep_fractions)]``."""
     config = config or DiffusionScoreConfig()
-    unet = diffusion.unet
-    device = latents.device
-    alphas = _alphas(diffusion, device)
-    g = torch.Generator().manual_seed(config.seed)
-    noise = torch.randn((config.draws, *latents.shape[1:]), generator=g).to(device)
+    alphas = _alphas(diffusion, latents.device)
+    noise = fixed_noise(tuple(latents.shape[1:]), config.draws, config.seed, latents.device)
     steps = int(diffusion.scheduler.config.num_train_timesteps)
     timesteps = [min(steps - 1, round(f * steps)) for f in config.timestep_fractions]
-    out = torch.zeros((latents.shape[0], len(timesteps)), dtype=torch.float64)
-    for j, t in enumerate(timesteps):
-        a = alphas[t]
-        for eps in noise:
-            x_t = a.sqrt() * latents + (1 - a).sqrt() * eps
-            err = (unet(x_t, t).sample - eps).pow(2).flatten(1).mean(1)
-            out[:, j] += err.double().cpu() / config.draws
-    return out.numpy()
+    columns = [error_maps(diffusion.unet, alphas, latents, t, noise).flatten(1).mean(1) for t in timesteps]
+    return torch.stack(columns, 1).double().cpu().numpy()
 
 
 def ddim_invert(diffusion: LatentDiffusion, latents: torch.Tensor, iterations: int = 3) -> torch.Tensor:

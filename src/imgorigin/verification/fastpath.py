@@ -1,4 +1,5 @@
-"""The training-free fast path for models with an encoder: AEDR's double-reconstruction score.
+"""The training-free fast path: AEDR's double-reconstruction score for models with an encoder (below), and the
+denoising profile for pixel diffusion models (:mod:`imgorigin.verification.profile`), under one config.
 
 AEDR (AAAI 2026, code ``wangchao0708/AEDR``): reconstruct the image twice with the model's own autoencoder,
 ``x → r1 = D(E(x)) → r2 = D(E(r1))``, and score ``d(x, r1) / d(r1, r2) × H(x)``, H the GLCM homogeneity of
@@ -30,6 +31,8 @@ from imgorigin.errors import UsageError
 from imgorigin.images import uint8_codes
 from imgorigin.verification.distances import get_distance
 from imgorigin.verification.generators.base import Generator
+from imgorigin.verification.profile import PROFILE, ProfileScores, denoising_profile, require_diffusion
+from imgorigin.verification.profile import RECORD_METHOD as PROFILE_RECORD_METHOD
 
 #: ``Calibration.method`` of a calibration made of fast scores (the default, ``inversion``, is the inversion's).
 FAST = "double-reconstruction"
@@ -42,24 +45,61 @@ EPS = 1e-12
 LUMA = (0.299, 0.587, 0.114)
 
 
+#: The training-free scores a fast calibration can hold (``FastConfig.score``).
+FAST_SCORES = (FAST, PROFILE)
+#: The record ``method`` of decisions made by each fast score.
+RECORD_METHODS = {FAST: RECORD_METHOD, PROFILE: PROFILE_RECORD_METHOD}
+#: Settings of each score, as written to files (the others keep their defaults and stay out of the file).
+_SCORE_FIELDS = {
+    FAST: ("distance", "homogeneity", "batch_size"),
+    PROFILE: ("score", "timesteps", "draws", "seed", "saturation", "batch_size", "profile"),
+}
+
+
 @dataclass(frozen=True)
 class FastConfig:
-    """Settings of the double-reconstruction score; stored in fast calibration files and reused by verify."""
+    """Settings of a training-free score; stored in fast calibration files and reused by verify.
 
+    ``score``: ``double-reconstruction`` (AEDR, models with an encoder: ``distance``, ``homogeneity``) or
+    ``denoising-profile`` (pixel diffusion models, :mod:`imgorigin.verification.profile`: ``timesteps``,
+    ``draws``, ``seed``, ``saturation``, and ``profile``, the statistics fitted on the model's own samples).
+    """
+
+    score: str = FAST
     distance: str = "mse"
     #: Multiply the loss ratio by the image's GLCM homogeneity (AEDR's factor).
     homogeneity: bool = True
-    #: Images encoded/decoded at once (bounds memory).
+    #: Images scored at once (bounds memory).
     batch_size: int = 64
+    #: Training timesteps at which the profile measures the UNet's ε-prediction error.
+    timesteps: tuple[int, ...] = (1, 2, 5, 10, 20)
+    #: Noise draws per timestep (the same draws for every image).
+    draws: int = 8
+    seed: int = 0
+    #: Pixels with |x| at or above this (UNet space, [-1, 1]) form the profile's "saturated" part.
+    saturation: float = 0.9
+    #: The fitted profile (:func:`~imgorigin.verification.profile.fit_profile`); None until calibration fits it.
+    profile: dict | None = None
 
     def __post_init__(self) -> None:
+        if self.score not in FAST_SCORES:
+            raise ValueError(f"fast score must be one of {', '.join(FAST_SCORES)}, not {self.score!r}")
         get_distance(self.distance)
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
+        if not self.timesteps or min(self.timesteps) < 0 or self.draws < 1 or not 0 < self.saturation <= 1:
+            raise ValueError("the profile needs timesteps >= 0, draws >= 1 and saturation in (0, 1]")
+
+    @property
+    def is_profile(self) -> bool:
+        """Whether this is the denoising-profile score."""
+        return self.score == PROFILE
 
     def to_dict(self) -> dict:
-        """Plain dict for JSON."""
-        return asdict(self)
+        """Plain dict for JSON: the settings of this score only (double-reconstruction files keep their form)."""
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if k in _SCORE_FIELDS[self.score]}
 
     @classmethod
     def from_dict(cls, data: dict) -> FastConfig:
@@ -71,7 +111,7 @@ class FastConfig:
 
     def cache_settings(self) -> dict:
         """What keys the score cache: the method and every setting (never equal to an inversion's key)."""
-        return {"method": FAST, **self.to_dict()}
+        return {"method": self.score, **self.to_dict()}
 
 
 def require_encoder(generator: Generator) -> None:
@@ -81,6 +121,14 @@ def require_encoder(generator: Generator) -> None:
             f"model {generator.id} has no encoder: the fast path (double reconstruction) needs one; "
             "use --method inversion"
         )
+
+
+def require_fast(generator: Generator, config: FastConfig) -> None:
+    """Refuse a model the fast score of ``config`` cannot be computed for, naming what it needs."""
+    if config.is_profile:
+        require_diffusion(generator)
+    else:
+        require_encoder(generator)
 
 
 def glcm_homogeneity(images: torch.Tensor) -> np.ndarray:
@@ -101,6 +149,11 @@ class FastScores(NamedTuple):
     first: np.ndarray
     second: np.ndarray
     homogeneity: np.ndarray
+
+    def parts(self, k: int) -> dict:
+        """Image ``k``'s components as a record's ``score_parts``."""
+        parts = ("first", "second", "homogeneity")
+        return {name: float(getattr(self, name)[k]) for name in parts}
 
 
 @torch.no_grad()
@@ -130,3 +183,12 @@ def double_reconstruction(generator: Generator, images: torch.Tensor, config: Fa
     if config.homogeneity:
         scores = scores * h
     return FastScores(scores, d1, d2, h)
+
+
+def fast_scores(generator: Generator, images: torch.Tensor, config: FastConfig) -> FastScores | ProfileScores:
+    """The training-free score ``config.score`` of each image ``[N, C, H, W]`` in [0, 1], with its parts."""
+    if config.is_profile:
+        if config.profile is None:
+            raise ValueError("the denoising-profile score needs a fitted profile (a calibration's)")
+        return denoising_profile(generator, images, config)
+    return double_reconstruction(generator, images, config)

@@ -30,12 +30,11 @@ from imgorigin.labels import INCONCLUSIVE, INCONCLUSIVE_REASONS, MEMBER, NON_MEM
 from imgorigin.verification.calibration import Calibration, CalibrationError
 from imgorigin.verification.detail import DEFAULT_ALPHA, STATISTIC, DetailReference
 from imgorigin.verification.fastpath import (
-    FAST,
     INVERSION,
-    RECORD_METHOD,
+    RECORD_METHODS,
     FastConfig,
-    double_reconstruction,
-    require_encoder,
+    fast_scores,
+    require_fast,
 )
 from imgorigin.verification.generators.base import Generator
 from imgorigin.verification.initializer import (
@@ -46,10 +45,18 @@ from imgorigin.verification.initializer import (
     train_initializer,
 )
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
+from imgorigin.verification.profile import fitted
 from imgorigin.verification.retries import MAX_AUTO_RETRIES, choose_retries
 from imgorigin.version import __version__
 
 METHOD = "ronan-inversion"
+
+
+def record_method(calibration: Calibration) -> str:
+    """The ``method`` a record decided against ``calibration`` names: the inversion's, or its fast score's."""
+    return RECORD_METHODS[calibration.method] if calibration.is_fast else METHOD
+
+
 #: Images loaded and inverted per chunk in batch runs: bounds memory while records stream out.
 CHUNK = 256
 #: What ``Verifier(method=...)`` accepts: inversion only, the fast path only, or fast screening then inversion.
@@ -182,14 +189,10 @@ def _fast_scored(
     for start in range(0, len(pending), config.batch_size):
         batch = pending[start : start + config.batch_size]
         began = time.perf_counter()
-        fast = double_reconstruction(generator, torch.stack([img.tensor() for img in batch]), config)
+        fast = fast_scores(generator, torch.stack([img.tensor() for img in batch]), config)
         share = (time.perf_counter() - began) / len(batch)
         for k, image in enumerate(batch):
-            parts = {
-                "first": float(fast.first[k]),
-                "second": float(fast.second[k]),
-                "homogeneity": float(fast.homogeneity[k]),
-            }
+            parts = fast.parts(k)
             score = float(fast.scores[k])
             if cache and math.isfinite(score):
                 cache.put(image.sha256, score, parts)
@@ -236,13 +239,16 @@ def calibrate(
     auto_retries: int = MAX_AUTO_RETRIES,
     learned_init: bool = True,
     initializer: InitializerConfig | None = None,
+    profile_share: float = 0.5,
 ) -> Calibration:
     """Build a calibration: invert ``n`` of the model's own images and keep their scores.
 
     Images are sampled from the model with ``seed`` and quantised exactly as saving to 8-bit PNG would
     (``sample_dir`` uses the user's saved samples instead, e.g. for models we cannot sample). With
     ``reference_real``, real images are scored too, enabling the second p-value. A :class:`FastConfig` makes a
-    fast-path calibration (method ``double-reconstruction``: no inversion; the model needs an encoder).
+    fast-path calibration of its ``score`` (no inversion): ``double-reconstruction`` (a model with an encoder) or
+    ``denoising-profile`` (a pixel diffusion model: the profile is fitted on the first ``profile_share`` of the
+    samples and the calibration keeps the distances of the rest, so they are scored as a new image would be).
     ``auto_retries`` > 0: the inversion's ``retries`` is chosen from the samples, at most this many
     (:func:`~imgorigin.verification.retries.choose_retries`); 0 keeps ``config.retries`` as given.
     ``learned_init``: ``init="auto"`` on a model without an encoder whose latent the refinement handles trains a
@@ -254,12 +260,15 @@ def calibrate(
     weight_hash = generator.weight_hash()
     retry_search = None
     trained: tuple[bytes, dict] | None = None
-    if not fast:
+    if fast:
+        require_fast(generator, config)
+    else:
         config, trained = learned_start(generator, config, learned_init, initializer, progress)
         if trained is not None and not isinstance(generator, LearnedInit):
             generator = LearnedInit(generator, *trained)
     paths = (find_images(sample_dir)[:n] if n else find_images(sample_dir)) if sample_dir is not None else []
-    if sample_dir is not None and (fast or not auto_retries):  # scored as the files stream in, through the cache
+    profile = fast and config.is_profile
+    if sample_dir is not None and ((fast and not profile) or not auto_retries):  # scored as the files stream in
         cache = ScoreCache(generator, config, cache_dir, weight_hash=weight_hash)
         scores = [s.score for s in score_paths(generator, config, paths, cache=cache, progress=progress)]
     else:
@@ -269,8 +278,10 @@ def calibrate(
         else:
             samples = quantize_8bit(generator.sample(n, seed=seed))
             keys = [image_key(x) for x in samples]
-        if fast:
-            scores = double_reconstruction(generator, samples, config).scores.tolist()
+        if profile:
+            config, scores = fit_and_score_profile(generator, config, samples, profile_share)
+        elif fast:
+            scores = fast_scores(generator, samples, config).scores.tolist()
         elif auto_retries:
             config, scores, retry_search = choose_retries(
                 generator, config, samples, keys, max_retries=auto_retries, progress=progress
@@ -293,13 +304,27 @@ def calibrate(
         seed=None if sample_dir else seed,
         reference_scores=None if reference is None else np.array(reference),
         reference_source=None if reference_real is None else ",".join(str(p) for p in reference_real),
-        method=FAST if fast else INVERSION,
+        method=config.score if fast else INVERSION,
         fast=config if fast else None,
         retry_search=None if retry_search is None else retry_search.to_dict(),
         sampler=getattr(generator, "sampler", None),
         initializer=None if trained is None else trained[0],
         initializer_training=None if trained is None else trained[1],
     )
+
+
+def fit_and_score_profile(
+    generator: Generator, config: FastConfig, samples: torch.Tensor, share: float = 0.5
+) -> tuple[FastConfig, list[float]]:
+    """Fit the denoising profile on the first ``share`` of the model's own ``samples`` and score the rest against
+    it: the settings with the fitted profile, and the held-out samples' distances (the calibration scores)."""
+    if not 0 < share < 1:
+        raise UsageError(f"profile_share must be in (0, 1), got {share}")
+    n_fit = int(round(share * len(samples)))
+    if n_fit < 1 or n_fit >= len(samples) - 1:
+        raise UsageError(f"{len(samples)} samples cannot be split into a profile fit and at least 2 calibration scores")
+    config = fitted(generator, config, samples[:n_fit])
+    return config, fast_scores(generator, samples[n_fit:], config).scores.tolist()
 
 
 def learned_start(
@@ -474,13 +499,13 @@ class Verifier:
         method = method or ("fast" if calibration.is_fast else "inversion")
         if method not in METHODS:
             raise UsageError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-        calibration.require_method(FAST if method == "fast" else INVERSION)
+        calibration.require_method("fast" if method == "fast" else INVERSION)
         if method != "inversion":
-            require_encoder(generator)
+            require_fast(generator, (fast_calibration or calibration).fast or FastConfig())
         if method == "screen":
             if fast_calibration is None:
                 raise UsageError("method 'screen' needs a fast calibration (`imgorigin calibrate MODEL --method fast`)")
-            fast_calibration.require_method(FAST)
+            fast_calibration.require_method("fast")
             if processed_calibrations:
                 raise UsageError("method 'screen' does not take processed calibrations")
             screen_reject = alpha * SCREEN_SHARE if screen_reject is None else screen_reject
@@ -608,7 +633,7 @@ class Verifier:
             "processing": processing,
             "model": self.generator.id,
             "weight_hash": self._weight_hash,
-            "method": RECORD_METHOD if calibration.is_fast else METHOD,
+            "method": record_method(calibration),
             "version": __version__,
             "score": scored.score,
             "alpha": alpha,
@@ -634,7 +659,7 @@ class Verifier:
             "weight_hash": self._weight_hash,
             "calibration": self.calibration.digest(),
             "alpha": self.alpha,
-            "method": {"inversion": METHOD, "fast": RECORD_METHOD, "screen": "screen"}[self.method],
+            "method": "screen" if self.method == "screen" else record_method(self.calibration),
             "version": __version__,
         }
         if self.method == "screen" and self.fast_calibration is not None:
@@ -728,7 +753,7 @@ class Verifier:
         if self.method == "screen":
             raise UsageError("verify_tensors does not screen; use verify_paths")
         if self.calibration.is_fast:
-            scores = double_reconstruction(self.generator, images, self.calibration.fast).scores
+            scores = fast_scores(self.generator, images, self.calibration.fast).scores
         else:
             scores = Inverter(self.generator, self.calibration.inversion)(images).scores
         return [
