@@ -208,7 +208,7 @@ def histogram(
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("images")
-    ax.set_title(f"inverting {model}")
+    ax.set_title(f"inverting {model}" if xlabel == "best reconstruction MSE" else f"{model}: {xlabel}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
