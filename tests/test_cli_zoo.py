@@ -16,10 +16,10 @@ from imgorigin.records import read_records
 from imgorigin.runtime import sha256_file
 from imgorigin.verification.calibration import Calibration
 from imgorigin.verification.fastpath import FastConfig
+from imgorigin.verification.profile import PROFILE_SHARE
 from imgorigin.zoo import calibrations
 from imgorigin.zoo.calibrations import (
     FAST_CALIBRATIONS,
-    PROFILE_SHARE,
     SHIPPED_SAMPLES,
     calibration_dir,
     calibration_path,

@@ -60,7 +60,7 @@ def test_an_image_without_saturated_pixels_has_equal_saturated_and_interior_erro
 def test_calibration_fits_on_one_part_and_keeps_the_distances_of_the_rest(tmp_path):
     gen = tiny_ddim()
     cal = calibrate(gen, 80, config=CONFIG, seed=0)
-    assert cal.method == PROFILE and cal.is_fast and cal.fast.profile["n_fit"] == 40 and cal.scores.size == 40
+    assert cal.method == PROFILE and cal.is_fast and cal.fast.profile["n_fit"] == 48 and cal.scores.size == 32
     assert np.all(cal.scores >= 0) and cal.floor == 0.0 and cal.sampler == gen.sampler
     members = fast_scores(gen, quantize_8bit(gen.sample(40, seed=9)), cal.fast).scores
     noise = fast_scores(gen, uniform(40), cal.fast).scores

@@ -71,8 +71,8 @@ def calibrate(
         typer.Option(
             help="inversion: invert each image (any model). fast: AEDR's double-reconstruction score, no "
             "optimisation (models with an encoder). profile: the denoising profile of a pixel diffusion model "
-            "(its UNet's noise-prediction errors and DDIM-inverted x_T, no optimisation; fitted on half the "
-            "samples, the other half calibrate). A fast or profile file decides only its own score (verify "
+            "(its UNet's noise-prediction errors and DDIM-inverted x_T, no optimisation; fitted on 60 % of the "
+            "samples, the other 40 % calibrate). A fast or profile file decides only its own score (verify "
             "--method fast, or screen), and the inversion settings below are not used."
         ),
     ] = CalibrationMethod.inversion,

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 PROFILE = "denoising-profile"
 #: The record ``method`` of decisions made with it.
 RECORD_METHOD = "denoising-profile"
+#: Share of a profile calibration's samples the profile is fitted on; the distances of the rest are its scores.
+PROFILE_SHARE = 0.6
 #: Floor under the x_T atypicality before its logarithm (a perfectly typical x_T scores 0).
 ATYPICALITY_FLOOR = 1e-3
 

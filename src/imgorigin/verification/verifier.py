@@ -45,7 +45,7 @@ from imgorigin.verification.initializer import (
     train_initializer,
 )
 from imgorigin.verification.inversion import InversionConfig, Inverter, image_key
-from imgorigin.verification.profile import fitted
+from imgorigin.verification.profile import PROFILE_SHARE, fitted
 from imgorigin.verification.retries import MAX_AUTO_RETRIES, choose_retries
 from imgorigin.version import __version__
 
@@ -239,7 +239,7 @@ def calibrate(
     auto_retries: int = MAX_AUTO_RETRIES,
     learned_init: bool = True,
     initializer: InitializerConfig | None = None,
-    profile_share: float = 0.5,
+    profile_share: float = PROFILE_SHARE,
 ) -> Calibration:
     """Build a calibration: invert ``n`` of the model's own images and keep their scores.
 
@@ -314,7 +314,7 @@ def calibrate(
 
 
 def fit_and_score_profile(
-    generator: Generator, config: FastConfig, samples: torch.Tensor, share: float = 0.5
+    generator: Generator, config: FastConfig, samples: torch.Tensor, share: float = PROFILE_SHARE
 ) -> tuple[FastConfig, list[float]]:
     """Fit the denoising profile on the first ``share`` of the model's own ``samples`` and score the rest against
     it: the settings with the fitted profile, and the held-out samples' distances (the calibration scores)."""

@@ -77,8 +77,6 @@ INVERSION_OVERRIDES: dict[str, dict] = {
 #: samples (AUROC 0.05); its denoising profile, fitted on 600 samples and calibrated on 400, separates them
 #: (README, pixel diffusion).
 FAST_CALIBRATIONS: dict[str, tuple[dict, int]] = {"ddpm": ({"score": "denoising-profile"}, 1000)}
-#: Share of a denoising-profile calibration's samples its profile is fitted on (the rest calibrate).
-PROFILE_SHARE = 0.6
 
 
 def inversion_config(name: str) -> InversionConfig:
@@ -139,6 +137,6 @@ def calibrate_shipped(name: str, device: str | torch.device = "cpu", progress: b
 
         settings, n = FAST_CALIBRATIONS[name]
         fast = FastConfig.from_dict(settings)
-        return calibrate(model, n, config=fast, seed=SHIPPED_SEED, progress=progress, profile_share=PROFILE_SHARE)
+        return calibrate(model, n, config=fast, seed=SHIPPED_SEED, progress=progress)
     config = inversion_config(name)  # made before the learned initialiser: search starts
     return calibrate(model, SHIPPED_SAMPLES, config=config, seed=SHIPPED_SEED, progress=progress, learned_init=False)
