@@ -14,10 +14,11 @@ from typing import List  # noqa: UP035 (TorchScript needs typing.List here)
 
 import numpy as np
 import torch
+from must_show_common import scored_by_group, write
 from PIL import Image
 
 from imgorigin import zoo
-from imgorigin.images import quantize_8bit, save_png
+from imgorigin.images import quantize_8bit
 from imgorigin.metrics import auroc
 from imgorigin.verification import load_generator
 from imgorigin.zoo.photos import random_crops
@@ -37,12 +38,6 @@ class TorchScriptExport(torch.nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
-
-
-def write(images: torch.Tensor, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        save_png(image, folder / f"{i:03d}.png")
 
 
 def to_rgb64(images: torch.Tensor) -> torch.Tensor:
@@ -65,11 +60,7 @@ def prepare(work: Path) -> None:
 
 
 def summarise(work: Path, calibrate_s: str, verify_s: str) -> None:
-    records = [json.loads(line) for line in (work / "verify.jsonl").read_text().splitlines()]
-    records = [r for r in records if "score" in r]
-    group = np.array([next(p for p in Path(r["path"]).parts if p in GROUPS) for r in records])
-    score = np.array([r["score"] for r in records])
-    belongs = np.array([bool(r["belongs"]) for r in records])
+    records, group, score, belongs = scored_by_group(work / "verify.jsonl", GROUPS)
     member = group == "members"
     calibration = json.loads((work / "dcgan-rgb.cal.json").read_text())
     print(

@@ -12,21 +12,15 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+from must_show_common import scored_by_group, write
 
 from imgorigin import zoo
-from imgorigin.images import quantize_8bit, save_png
+from imgorigin.images import quantize_8bit
 from imgorigin.metrics import auroc
 from imgorigin.zoo import data
 
 OTHERS = ("dcgan-twin", "wgangp", "vae", "ldm")
 GROUPS = ("members", "real", "others", "student")
-
-
-def write(images, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        save_png(image, folder / f"{i:03d}.png")
 
 
 def prepare(work: Path) -> None:
@@ -38,11 +32,7 @@ def prepare(work: Path) -> None:
 
 
 def summarise(work: Path, verify_s: str) -> None:
-    records = [json.loads(line) for line in (work / "verify.jsonl").read_text().splitlines()]
-    records = [r for r in records if "score" in r]
-    group = np.array([next(p for p in Path(r["path"]).parts if p in GROUPS) for r in records])
-    score = np.array([r["score"] for r in records])
-    belongs = np.array([bool(r["belongs"]) for r in records])
+    records, group, score, belongs = scored_by_group(work / "verify.jsonl", GROUPS)
     member = group == "members"
     non = (group == "real") | (group == "others")
     print(
