@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 
 def closed_set_accuracy(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray) -> float:
@@ -74,7 +73,9 @@ def tpr_at_fpr(known_scores: np.ndarray, unknown_scores: np.ndarray, fpr: float 
 
 def confusion_matrix(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> np.ndarray:
     """Counts [len(labels), len(labels)]: row = true label, column = predicted label, in ``labels`` order."""
-    return _sk_confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(labels))
+    from sklearn.metrics import confusion_matrix  # imported here: sklearn costs ~1 s, and the CLI imports this module
+
+    return confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(labels))
 
 
 def open_set_summary(

@@ -242,6 +242,13 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_scores(scores: tuple[str, ...]) -> None:
+    """Refuse an empty choice of scores, or one that names a score outside :data:`SCORES`."""
+    unknown = sorted(set(scores) - set(SCORES))
+    if unknown or not scores:
+        raise ValueError(f"scores must be among {', '.join(SCORES)}; got {', '.join(unknown) or 'none'}")
+
+
 def run(
     models: list[str],
     out_dir: Path,
@@ -263,9 +270,7 @@ def run(
     ``config`` None: each model's shipped inversion settings (those of its shipped calibration). ``scores``: the
     subset of :data:`SCORES` to measure (those computed from ``raw`` need ``raw``); the histogram shows ``raw``,
     or the first score measured without it."""
-    unknown = sorted(set(scores) - set(SCORES))
-    if unknown or not scores:
-        raise ValueError(f"scores must be among {', '.join(SCORES)}; got {', '.join(unknown) or 'none'}")
+    check_scores(scores)
     from imgorigin import zoo
     from imgorigin.zoo import data
     from imgorigin.zoo.calibrations import shipped_inversion

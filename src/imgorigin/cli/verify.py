@@ -21,7 +21,7 @@ from imgorigin.runtime import default_cache_dir, resolve_device
 from imgorigin.verification import Calibration, InversionConfig, Verifier, default_calibration, load_generator
 from imgorigin.verification import calibrate as run_calibration
 from imgorigin.verification.detail import DEFAULT_ALPHA as DEFAULT_DETAIL_ALPHA
-from imgorigin.verification.fastpath import FastConfig, require_fast
+from imgorigin.verification.fastpath import FastConfig
 from imgorigin.verification.initializer import InitializerConfig
 from imgorigin.verification.profile import PROFILE
 from imgorigin.verification.retries import MAX_AUTO_RETRIES
@@ -116,8 +116,6 @@ def calibrate(
         CalibrationMethod.fast: FastConfig(homogeneity=not no_homogeneity),
         CalibrationMethod.profile: FastConfig(score=PROFILE),
     }.get(method, inversion)
-    if isinstance(config, FastConfig):
-        require_fast(generator, config)
     calibration = run_calibration(
         generator,
         samples,
@@ -361,16 +359,17 @@ def bench_verify(
     (raw inversion, complexity, the AEDR fast score, the latent diffusion models' UNet scores and the pixel
     diffusion models' denoising profile)."""
     from imgorigin import zoo
-    from imgorigin.benchmarks.verification import run
+    from imgorigin.benchmarks.verification import check_scores, run
 
     names = [m for m in models.split(",") if m] or zoo.list_models()
     for name in names:
         if name not in zoo.list_models():
             fail(f"unknown zoo model {name!r}")
     chosen = tuple(s.strip() for s in scores.split(",") if s.strip()) or BENCH_SCORES
-    unknown = [s for s in chosen if s not in BENCH_SCORES]
-    if unknown:
-        fail(f"--scores: unknown {', '.join(map(repr, unknown))}; choose among {', '.join(BENCH_SCORES)}")
+    try:
+        check_scores(chosen)
+    except ValueError as exc:
+        fail(f"--scores: {exc}")
     run(
         names,
         out,

@@ -188,7 +188,5 @@ def double_reconstruction(generator: Generator, images: torch.Tensor, config: Fa
 def fast_scores(generator: Generator, images: torch.Tensor, config: FastConfig) -> FastScores | ProfileScores:
     """The training-free score ``config.score`` of each image ``[N, C, H, W]`` in [0, 1], with its parts."""
     if config.is_profile:
-        if config.profile is None:
-            raise ValueError("the denoising-profile score needs a fitted profile (a calibration's)")
         return denoising_profile(generator, images, config)
     return double_reconstruction(generator, images, config)

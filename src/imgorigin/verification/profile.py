@@ -46,9 +46,9 @@ ATYPICALITY_FLOOR = 1e-3
 
 
 class ProfileScores(NamedTuple):
-    """Per-image Mahalanobis distances (None before a fit) and the log-profiles ``[N, F]`` they came from."""
+    """Per-image Mahalanobis distances and the log-profiles ``[N, F]`` they came from."""
 
-    scores: np.ndarray | None
+    scores: np.ndarray
     features: np.ndarray
     names: list[str]
 
@@ -98,7 +98,7 @@ def profile_features(generator: Generator, images: torch.Tensor, config: FastCon
         columns.append(torch.as_tensor(gaussian_atypicality(x_t), device=x.device).clamp_min(ATYPICALITY_FLOOR))
         columns.append(x_t.pow(2).flatten(1).mean(1))
         rows.append(torch.stack([c.double().log() for c in columns], 1).cpu())
-    width = len(feature_names(tuple(config.timesteps)))
+    width = len(feature_names(config.timesteps))
     return torch.cat(rows).numpy() if rows else np.empty((0, width))
 
 
@@ -128,7 +128,9 @@ def mahalanobis(features: np.ndarray, profile: dict) -> np.ndarray:
 
 
 def denoising_profile(generator: Generator, images: torch.Tensor, config: FastConfig) -> ProfileScores:
-    """The denoising-profile score of each image (``config.profile`` fitted) and its log-profile."""
+    """The denoising-profile score of each image against ``config.profile`` (fitted: :func:`fitted`) and its
+    log-profile."""
+    if config.profile is None:
+        raise ValueError("the denoising-profile score needs a fitted profile (a calibration's)")
     features = profile_features(generator, images, config)
-    scores = None if config.profile is None else mahalanobis(features, config.profile)
-    return ProfileScores(scores, features, feature_names(tuple(config.timesteps)))
+    return ProfileScores(mahalanobis(features, config.profile), features, feature_names(config.timesteps))

@@ -500,8 +500,6 @@ class Verifier:
         if method not in METHODS:
             raise UsageError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         calibration.require_method("fast" if method == "fast" else INVERSION)
-        if method != "inversion":
-            require_fast(generator, (fast_calibration or calibration).fast or FastConfig())
         if method == "screen":
             if fast_calibration is None:
                 raise UsageError("method 'screen' needs a fast calibration (`imgorigin calibrate MODEL --method fast`)")
@@ -515,6 +513,8 @@ class Verifier:
                 raise UsageError(f"screen_accept must be in (screen_reject, 1] or None, got {screen_accept}")
         elif fast_calibration is not None or screen_reject is not None or screen_accept is not None:
             raise UsageError("fast_calibration, screen_reject and screen_accept belong to method 'screen'")
+        if method != "inversion":  # the fast score's own requirement (an encoder, or a diffusion UNet)
+            require_fast(generator, (fast_calibration if method == "screen" else calibration).fast)
         weight_hash = generator.weight_hash()  # once: every check and the score cache use it
         for checked in (calibration, *processed_calibrations, *([fast_calibration] if fast_calibration else [])):
             checked.check_model(generator.id, weight_hash, generator.image_shape, getattr(generator, "sampler", None))
