@@ -188,7 +188,7 @@ def histogram(
     members: np.ndarray,
     others: dict[str, np.ndarray],
     threshold: float,
-    xlabel: str = "best reconstruction MSE",
+    score: str = "raw",
 ) -> None:
     """Score histograms (log scale) of members and each non-member set, with the α threshold marked."""
     import matplotlib
@@ -206,9 +206,9 @@ def histogram(
     if np.isfinite(threshold):
         ax.axvline(threshold, color="red", ls="--", label="threshold (α)")
     ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel("best reconstruction MSE" if score == "raw" else f"{score} score")
     ax.set_ylabel("images")
-    ax.set_title(f"inverting {model}" if xlabel == "best reconstruction MSE" else f"{model}: {xlabel}")
+    ax.set_title(f"inverting {model}" if score == "raw" else f"{model}: {score}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -332,7 +332,7 @@ def run(
                     by_set["members"].scores,
                     by_set[name].scores,
                     alpha,
-                    calibration.floor if score == shown == "raw" else 0.0,
+                    calibration.floor if score == "raw" else 0.0,
                 )
                 for score, by_set in scored.items()
             }
@@ -340,23 +340,23 @@ def run(
             if name not in ("cal", "members")
         }
         seconds = {score: seconds_per_image(by_set, exclude=("cal",)) for score, by_set in scored.items()}
-        raw = scored[shown]
+        by_set = scored[shown]
         histogram(
             out_dir / f"{model}.png",
             model,
-            raw["cal"].scores,
-            raw["members"].scores,
-            {k: v.scores for k, v in raw.items() if k not in ("cal", "members")},
+            by_set["cal"].scores,
+            by_set["members"].scores,
+            {k: v.scores for k, v in by_set.items() if k not in ("cal", "members")},
             calibration.threshold(alpha),
-            "best reconstruction MSE" if shown == "raw" else f"{shown} score",
+            shown,
         )
         results["models"][model] = {
             "inversion": model_config.to_dict(),
             "pairs": pairs,
             "seconds_per_image": seconds,
             "histogram_score": shown,
-            "median_member_score": float(np.median(raw["members"].scores)),
-            "median_real_score": float(np.median(raw["real"].scores)),
+            "median_member_score": float(np.median(by_set["members"].scores)),
+            "median_real_score": float(np.median(by_set["real"].scores)),
         }
         worst = min(p[shown]["auroc"] for p in pairs.values())
         log(f"{model}: worst {shown} AUROC {worst:.4f}, {seconds[shown]:.3f} s/img")

@@ -92,7 +92,7 @@ def profile_features(generator: Generator, images: torch.Tensor, config: FastCon
         saturated = (x.abs() >= config.saturation).to(x.dtype)
         columns = []
         for t in config.timesteps:
-            errors = error_maps(gen.unet, alphas, x, int(t), noise)
+            errors = error_maps(gen.unet, alphas, x, t, noise)
             columns += [_masked_mean(errors, saturated), _masked_mean(errors, 1 - saturated)]
         x_t = gen.encode(chunk.to(gen.device, torch.float32))
         columns.append(torch.as_tensor(gaussian_atypicality(x_t), device=x.device).clamp_min(ATYPICALITY_FLOOR))
