@@ -369,3 +369,18 @@ def test_frechet_distance_matches_sqrtm_formula():
     (m1, s1), (m2, s2) = quality.gaussian_stats(a), quality.gaussian_stats(b)
     ref = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
     assert quality.frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-8)
+
+
+def test_shipped_diffusers_configs_name_no_training_machine_path(tmp_path):
+    """A reused model saved again (the one-step student's UNet, a shared autoencoder) keeps no ``_name_or_path``."""
+    import json
+
+    from imgorigin.zoo.training.common import save_diffusers
+    from tiny_models import tiny_unet
+
+    configs = sorted(zoo.weights_dir().glob("*/*/config.json"))
+    assert configs and not [p for p in configs if "_name_or_path" in json.loads(p.read_text())]
+    tiny_unet().save_pretrained(tmp_path / "a")
+    reloaded = type(tiny_unet()).from_pretrained(tmp_path / "a")
+    save_diffusers(reloaded, tmp_path / "b")
+    assert "_name_or_path" not in json.loads((tmp_path / "b" / "config.json").read_text())

@@ -134,6 +134,16 @@ def load_training_images(images: torch.Tensor | None, config: Any = None) -> tor
     return train_images()
 
 
+def save_diffusers(model: torch.nn.Module, folder: Path) -> None:
+    """``save_pretrained`` (safetensors) without the ``_name_or_path`` diffusers records for a model it loaded from
+    a folder: that is the training machine's path, not part of the shipped model."""
+    model.save_pretrained(folder, safe_serialization=True)
+    config = folder / "config.json"
+    data = json.loads(config.read_text())
+    if data.pop("_name_or_path", None) is not None:
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def save_weights(module: torch.nn.Module, path: str | os.PathLike, half: bool = False) -> None:
     """Write a module's state dict as safetensors (contiguous CPU tensors; ``half``: floating-point ones as float16,
     half the bytes, loaded back into float32 modules)."""

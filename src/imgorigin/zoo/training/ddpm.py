@@ -18,6 +18,7 @@ from imgorigin.zoo.training.common import (
     default_log,
     load_training_images,
     minibatches,
+    save_diffusers,
     seed_everything,
     warmup_cosine,
 )
@@ -146,7 +147,7 @@ def save(cfg: DDPMConfig, unet, out_dir: Path) -> None:
     import diffusers
 
     root = out_dir / cfg.name
-    unet.to("cpu").save_pretrained(root / "unet", safe_serialization=True)
+    save_diffusers(unet.to("cpu"), root / "unet")
     ddim = build_ddim_scheduler(
         cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.timestep_spacing
     )

@@ -19,6 +19,7 @@ from imgorigin.zoo.training.common import (
     default_log,
     load_training_images,
     minibatches,
+    save_diffusers,
     seed_everything,
     warmup_cosine,
 )
@@ -183,8 +184,8 @@ def save(cfg: LDMConfig, vae, unet, out_dir: Path) -> None:
     when the recipe says ``half``."""
     root = out_dir / cfg.name
     dtype = torch.float16 if cfg.half else torch.float32
-    vae.to("cpu", dtype).save_pretrained(root / "vae", safe_serialization=True)
-    unet.to("cpu", dtype).save_pretrained(root / "unet", safe_serialization=True)
+    save_diffusers(vae.to("cpu", dtype), root / "vae")
+    save_diffusers(unet.to("cpu", dtype), root / "unet")
     # no clipping of the predicted x_0: scaled latents are not confined to [-1, 1] (as for Stable Diffusion)
     ddim = build_ddim_scheduler(
         cfg.num_train_timesteps,

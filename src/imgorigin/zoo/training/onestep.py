@@ -16,6 +16,7 @@ from imgorigin.zoo.training.common import (
     Timer,
     count_parameters,
     default_log,
+    save_diffusers,
     seed_everything,
     warmup_cosine,
 )
@@ -73,7 +74,7 @@ def train(
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if step % 100 == 0 or step == steps - 1:
             log(f"[{cfg.name}] step {step + 1}/{steps} loss {running:.5f} {timer.seconds:.0f}s")
-    ema.module.unet.to("cpu").save_pretrained(Path(out_dir) / cfg.name / "unet", safe_serialization=True)
+    save_diffusers(ema.module.unet.to("cpu"), Path(out_dir) / cfg.name / "unet")
     return {
         "steps": steps,
         "teacher_pairs": n_pairs,
