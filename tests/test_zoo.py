@@ -61,8 +61,8 @@ LATENT_SHAPES = {
     "ddpm-one-step": (1, 28, 28),
     "vae-rgb": (64,),
     "ldm-rgb": (4, 8, 8),
-    "ldm-rgb-strong": (3, 32, 32),
-    "ldm-rgb-strong-b": (3, 32, 32),
+    "ldm-rgb-strong": (4, 32, 32),
+    "ldm-rgb-strong-b": (4, 32, 32),
     "dcgan-rgb": (100,),
 }
 #: Image shapes: the colour zoo's RGB (64×64 for the GAN, 32×32 for the others), the rest Fashion-MNIST's 28×28.
@@ -277,6 +277,22 @@ def test_one_step_model_reproduces_its_teachers_chain_in_one_evaluation():
     same = float((s - t).pow(2).mean())
     # measured: 0.0057 to the teacher's image of the same noise, 0.094 to the teacher's image of other noise
     assert same < 0.25 * float((s - t_other).pow(2).mean())
+
+
+def test_strong_autoencoder_meets_35_db_and_its_models_sample_unsaturated_images():
+    from imgorigin.metrics import psnr
+    from imgorigin.verification.fastpath import reconstruct
+    from imgorigin.zoo.photos import random_crops
+
+    gen = zoo.load("ldm-rgb-strong")
+    crops = random_crops("heldout", 200, 32, seed=0)  # the card's held-out set
+    # measured: 35.96 dB (the card); the first strong autoencoder (3 latent channels) reached 31.6
+    assert float(psnr(quantize_8bit(reconstruct(gen, crops)).numpy(), crops.numpy()).mean()) >= 35.0
+    for name in ("ldm-rgb-strong", "ldm-rgb-strong-b"):
+        images = quantize_8bit(zoo.sample(name, 32, seed=7))
+        at_ends = float(((images <= 0.5 / 255) | (images >= 1 - 0.5 / 255)).float().mean())
+        # measured: 1.1-1.4 % of pixels at 0 or 255 (real crops 1.4 %); the linear-schedule pair decoded 41 % there
+        assert at_ends < 0.05, (name, at_ends)
 
 
 def test_photo_crops_are_deterministic_and_keep_the_held_out_photos_apart():

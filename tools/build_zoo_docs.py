@@ -190,7 +190,8 @@ def sampling_description(name: str) -> dict[str, Any]:
     if get_recipe(name).module_name == "ldm":
         shape = [cfg.latent_channels, cfg.latent_size, cfg.latent_size]
         return {
-            "procedure": f"x_T ~ N(0, I) {shape} → latent DDIM (eta = 0, trailing spacing, no x_0 clipping) "
+            "procedure": f"x_T ~ N(0, I) {shape} → latent DDIM (eta = 0, trailing spacing, no x_0 clipping, "
+            f"{cfg.beta_schedule} β schedule {cfg.beta_start:g}..{cfg.beta_end:g}) "
             "→ scaled latent → AutoencoderKL decoder (latent / scaling_factor) → image; verification inverts "
             "the decoder only, initialised from the encoder's posterior mean",
             "num_inference_steps": cfg.num_inference_steps,

@@ -16,7 +16,7 @@ ddpm-one-step    x_T [1, 28, 28] → one evaluation of a student distilled from 
 dcgan-rgb        colour DCGAN (64×64 RGB), latent z [100]; trained on photo crops (:mod:`imgorigin.zoo.photos`)
 vae-rgb          colour VAE decoder (32×32 RGB), latent z [64] (encoder available)
 ldm-rgb          colour latent diffusion, weak autoencoder (f = 4): decoder latent [4, 8, 8]
-ldm-rgb-strong   colour latent diffusion, strong autoencoder (f = 1): decoder latent [3, 32, 32]
+ldm-rgb-strong   colour latent diffusion, strong autoencoder (f = 1): decoder latent [4, 32, 32]
 ldm-rgb-strong-b ldm-rgb-strong's autoencoder with another latent UNet (another model, same autoencoder)
 ================ ===================================================================================
 

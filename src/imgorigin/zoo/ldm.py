@@ -10,7 +10,8 @@ Stage 1 (autoencoder): L1 + MSE reconstruction on images in [-1, 1] + a small KL
 (1 / std of the posterior-mean latents of the training set) is stored in the VAE config, as for SD. A recipe
 with ``autoencoder_from`` skips stage 1 and reuses another recipe's trained autoencoder (copied into its own
 folder, so every model folder stays a self-contained diffusers layout): two models that differ only in the UNet.
-Stage 2 (latent diffusion): ε-prediction, 1000-step linear β schedule, on the scaled posterior means.
+Stage 2 (latent diffusion): ε-prediction, 1000-step β schedule (linear 1e-4..0.02 as the pixel DDPM's, or
+Stable Diffusion's ``scaled_linear`` 0.00085..0.012 for the strong pair), on the scaled posterior means.
 
 ``ldm`` is 28×28 grayscale (Fashion-MNIST, 7×7×4 latents, single-resolution UNet). The colour ones are 32×32 RGB
 on photo crops (:mod:`imgorigin.zoo.photos`): ``ldm-rgb`` with a weak autoencoder (f = 4, blurry, like SD1.x) and

@@ -26,11 +26,11 @@ STRONG_RGB_LDM = replace(
     name="ldm-rgb-strong",
     seed=20,
     ae_block_out_channels=(32,),
-    # as many latent values as pixel values (4 channels leave a null space per pixel); even so, on its saturated
-    # samples neither the encoder nor decoder inversion finds a member's latent (README, colour latent diffusion)
-    latent_channels=3,
+    # 4 latent channels, as Stable Diffusion's: the 3-channel layout stopped at 31.6 dB held-out PSNR, this one
+    # passes the strong-autoencoder bar of 35 dB (on the card)
+    latent_channels=4,
     ae_mid_attention=False,
-    ae_steps=3000,
+    ae_steps=4000,
     ae_patch=16,
     ae_posterior_mean=True,
     ae_lr=3e-3,
@@ -39,7 +39,13 @@ STRONG_RGB_LDM = replace(
     down_block_types=("DownBlock2D",) * 3,
     up_block_types=("UpBlock2D",) * 3,
     norm_num_groups=8,
-    steps=1500,
+    # Stable Diffusion's noise schedule: with the pixel DDPM's linear 1e-4..0.02 (alpha_bar at t = 999: 4e-5) the
+    # first DDIM step multiplies the UNet's error 160-fold, and the samples' latents had 3.4-3.8x the data's spread
+    # with a third of their pixels decoded to 0 or 255, at 1500 or 3000 UNet steps alike (alpha_bar here: 0.0047)
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    steps=2500,
     batch_size=32,
 )
 
@@ -152,7 +158,7 @@ RECIPES: dict[str, Recipe] = {
             "ldm-rgb-strong",
             "ldm",
             STRONG_RGB_LDM,
-            "colour latent diffusion, strong autoencoder: AutoencoderKL 32×32×3 → 3×32×32 (f = 1, SDXL/FLUX-class "
+            "colour latent diffusion, strong autoencoder: AutoencoderKL 32×32×3 → 4×32×32 (f = 1, SDXL/FLUX-class "
             "reconstructions) + latent UNet2DModel; generator = the decoder",
         ),
         Recipe(
