@@ -72,16 +72,19 @@ def main() -> None:
         line += f"inverted {np.median(end_mse):.2e}"
         latents = {"encoder": start, "inverted": end}
         if truth is not None:
-            line += f"; latent error encoder {relative_error(start, truth):.3f}, inverted {relative_error(end, truth):.3f}"
+            errors = relative_error(start, truth), relative_error(end, truth)
+            line += f"; latent error encoder {errors[0]:.3f}, inverted {errors[1]:.3f}"
             latents["true"] = truth
         print(line, flush=True)
         for label, z in latents.items():
             scores[name, f"x_T ({label} z)"] = gaussian_atypicality(ddim_invert(a.latent_sampler, z, args.fixed_point))
     for key in ("x_T (true z)", "x_T (encoder z)", "x_T (inverted z)", "encoder MSE", "inverted MSE"):
-        line = f"{key:18s} AUROC A vs B {auroc(-scores['A', key], -scores['B', key]):.3f}" if ("B", key) in scores else ""
+        line = f"{key:18s}"
+        if ("B", key) in scores:
+            line += f" AUROC A vs B {auroc(-scores['A', key], -scores['B', key]):.3f}"
         if ("real", key) in scores:
             line += f"  A vs real {auroc(-scores['A', key], -scores['real', key]):.3f}"
-        print(line.strip())
+        print(line)
 
 
 if __name__ == "__main__":
