@@ -18,13 +18,16 @@ import numpy as np
 import torch
 
 from imgorigin import zoo
-from imgorigin.images import quantize_8bit
+from imgorigin.images import clipped_fraction, quantize_8bit
 
 SIGMAS = (0.0, 0.05, 0.2, 0.5, 1.0)
 
 
-def best_mse(generator, images: torch.Tensor, start: torch.Tensor, steps: int, lr: float) -> np.ndarray:
-    """Best clamped MSE per image over ``steps`` Adam steps from ``start``, and the end latents."""
+def best_mse(
+    generator, images: torch.Tensor, start: torch.Tensor, steps: int, lr: float
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Best MSE per image over ``steps`` Adam steps from ``start`` (the engine's Inverter takes no given starts),
+    and the end latents."""
     z = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     best = torch.full((len(images),), float("inf"))
@@ -49,7 +52,7 @@ def main() -> None:
     noise = gen.sample_latents(args.n, rng)
     with torch.no_grad():
         members = quantize_8bit(gen.decode(noise))
-    saturated = ((members <= 0.5 / 255) | (members >= 1 - 0.5 / 255)).float().mean().item()
+    saturated = clipped_fraction(members).mean().item()
     print(f"{args.n} members of zoo:ddpm-one-step, {100 * saturated:.1f} % of pixels at 0 or 255")
     for sigma in SIGMAS:
         start = noise + sigma * torch.randn(noise.shape, generator=rng)

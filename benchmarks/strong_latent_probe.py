@@ -3,9 +3,10 @@ member was decoded from, and how well does the UNet's DDIM-inverted x_T tell the
 
 Draws N samples of ``ldm-rgb-strong`` (A) and of ``ldm-rgb-strong-b`` (B, the same autoencoder, another UNet) with
 their latents, and N held-out photo crops (real). For each set it prints the reconstruction MSE of the encoder's
-latent and of 100 Adam steps of decoder inversion from it (LatentTracer's budget), the relative error of both
-latents against the true one, and the Gaussian atypicality of x_T that fixed-point DDIM inversion under A's UNet
-finds from the true, the encoder's and the inverted latent; then the AUROC of A against B and against real for each.
+latent and of decoder inversion from it (the zoo's setting: LatentTracer's one start, 100 Adam steps at lr 0.05),
+the relative error of both latents against the true one, and the Gaussian atypicality of x_T that fixed-point DDIM
+inversion under A's UNet finds from the true, the encoder's and the inverted latent; then the AUROC of A against B
+and against real for each.
 
 Run: ``python benchmarks/strong_latent_probe.py [--n 40]`` (about 2 min on 2 CPU cores).
 """
@@ -18,9 +19,11 @@ import numpy as np
 import torch
 
 from imgorigin import zoo
-from imgorigin.images import quantize_8bit
+from imgorigin.images import clipped_fraction, quantize_8bit
 from imgorigin.metrics import auroc
 from imgorigin.verification.diffusion import ddim_invert, gaussian_atypicality
+from imgorigin.verification.inversion import Inverter
+from imgorigin.zoo.calibrations import inversion_config
 from imgorigin.zoo.photos import random_crops
 
 
@@ -31,21 +34,14 @@ def samples_with_latents(gen, n: int, seed: int) -> tuple[torch.Tensor, torch.Te
         return z, quantize_8bit(gen.decode(z).clamp(0, 1))
 
 
-def decoder_inversion(gen, images: torch.Tensor, steps: int = 100, lr: float = 0.02):
-    """The encoder's latent, the latent after ``steps`` Adam steps on the MSE from it, and both MSEs."""
+def decoder_inversion(gen, images: torch.Tensor):
+    """The encoder's latent, the latent the engine's decoder inversion finds with the zoo's settings for the model
+    (what ``bench verify``'s raw score runs), and both MSEs."""
     with torch.no_grad():
         start = gen.encode(images)
-        start_mse = (gen.decode(start) - images).pow(2).flatten(1).mean(1)
-    z = start.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    for _ in range(steps):
-        loss = (gen.decode(z) - images).pow(2).flatten(1).mean(1)
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
-    with torch.no_grad():
-        end_mse = (gen.decode(z) - images).pow(2).flatten(1).mean(1)
-    return start, z.detach(), start_mse.numpy(), end_mse.numpy()
+        start_mse = (gen.decode(start) - images).pow(2).flatten(1).mean(1).numpy()
+    result = Inverter(gen, inversion_config("ldm-rgb-strong"))(images, return_latents=True)
+    return start, result.latents, start_mse, result.scores
 
 
 def relative_error(z: torch.Tensor, truth: torch.Tensor) -> float:
@@ -65,7 +61,7 @@ def main() -> None:
     sets = {"A": (z_a, x_a), "B": (z_b, x_b), "real": (None, random_crops("heldout", args.n, 32, seed=3))}
     scores: dict[tuple[str, str], np.ndarray] = {}
     for name, (truth, images) in sets.items():
-        saturated = ((images <= 0.5 / 255) | (images >= 1 - 0.5 / 255)).float().mean().item()
+        saturated = clipped_fraction(images).mean().item()
         start, end, start_mse, end_mse = decoder_inversion(a, images)
         scores[name, "encoder MSE"], scores[name, "inverted MSE"] = start_mse, end_mse
         line = f"{name:5s} {100 * saturated:4.1f} % pixels at 0/255; MSE encoder {np.median(start_mse):.2e}, "
