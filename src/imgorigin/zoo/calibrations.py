@@ -28,7 +28,9 @@ SHIPPED_SAMPLES = 200
 NOT_CALIBRATED: dict[str, str] = {
     "ddpm-one-step": "verification does not work on it yet: inverting its 784-value input noise reconstructs real "
     "images better than its own samples (16 each: AUROC 0.38 with Adam, members median MSE 1.2e-3; with the "
-    "matrix-free Gauss-Newton refinement members 7.5e-5, real 3.9e-5; benchmarks/one_step_probe.py)",
+    "matrix-free Gauss-Newton refinement members 7.5e-5, real 3.9e-5; benchmarks/one_step_probe.py), and so does "
+    "Levenberg-Marquardt on the exact Jacobian (members 1.9e-5, real 1.3e-5), which finds a member again only from "
+    "within about 0.2 sd of its own noise (benchmarks/one_step_identifiability.py)",
     **{
         name: "on its strong autoencoder no score here tells its images from the other model on the same autoencoder "
         "(benchmark AUROC 0.42-0.70), and the best against real crops accepts 20-28 % of them at alpha = 0.05 "
