@@ -3,14 +3,16 @@
 Reconstruction can only decide for a generator whose images form a thin set; ``ddpm-one-step`` maps 784 noise values
 onto 784 pixels. A student that reads the noise through a ``d``-value bottleneck has a ``d``-dimensional range, so
 real images would lie off it. This probe distils two such students from the zoo ``ddpm`` exactly as the shipped
-student is distilled (regression onto the teacher's deterministic DDIM outputs of the same noise) and compares
-their held-out regression error with the shipped student's:
+student is distilled (``imgorigin.zoo.training.onestep.distil`` with the recipe's settings: regression onto the
+teacher's deterministic DDIM outputs of the same noise, AdamW, warm-up + cosine, weight averaging, 1500 steps), from
+scratch instead of from the teacher's weights, and compares their held-out regression error with the shipped
+student's:
 
 - ``linear-64``: the noise through a learned linear map to 64 values, then an upsampling convolutional decoder;
 - ``conv-128``: a convolutional encoder of the noise to 128 values, then the same decoder.
 
 Run: ``python benchmarks/one_step_bottleneck.py [--sheet PNG]`` (about 20 min on 2 CPU cores: 12 000 teacher pairs,
-then 1500 steps per student). MSE is on [-1, 1] images, over the last 1000 pairs (never trained on).
+then the recipe's 1500 steps per student). MSE is on [-1, 1] images, over the last 1000 pairs (never trained on).
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ from PIL import Image
 from torch import nn
 
 from imgorigin import zoo
-from imgorigin.zoo.training.onestep import teacher_pairs
+from imgorigin.zoo.registry import get_recipe
+from imgorigin.zoo.training.onestep import distil, teacher_pairs
 
-PAIRS, HELD_OUT, STEPS, BATCH = 12_000, 1_000, 1_500, 64
+PAIRS, HELD_OUT = 12_000, 1_000
+
+
+def print_nothing(_: str) -> None:
+    """The training loop's progress lines are not printed."""
 
 
 class Bottleneck(nn.Module):
@@ -73,26 +80,14 @@ def students(width: int = 32) -> dict[str, Bottleneck]:
     return {"linear-64": Bottleneck(linear, 64, width), "conv-128": Bottleneck(conv, 128, width)}
 
 
-def distil(student: nn.Module, noise: torch.Tensor, targets: torch.Tensor, seed: int) -> None:
-    """Regression onto the teacher's outputs: AdamW, one-cycle learning rate 1e-3, batch 64."""
-    opt = torch.optim.AdamW(student.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=STEPS, pct_start=0.05)
-    order = torch.Generator().manual_seed(seed)
-    for _ in range(STEPS):
-        idx = torch.randint(0, len(noise), (BATCH,), generator=order)
-        loss = F.mse_loss(student(noise[idx]), targets[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-
-
 def main() -> None:
     """Print the held-out MSE of the shipped student and of each bottlenecked one."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sheet", help="write a PNG: teacher, shipped student, then each bottlenecked student (16 each)")
     args = ap.parse_args()
     torch.manual_seed(0)
+    recipe = get_recipe("ddpm-one-step").config
+
     began = time.perf_counter()
     noise, targets = teacher_pairs(zoo.load("ddpm"), PAIRS, torch.Generator().manual_seed(5), torch.device("cpu"))
     print(f"{PAIRS} teacher pairs in {time.perf_counter() - began:.0f} s", flush=True)
@@ -103,9 +98,10 @@ def main() -> None:
     print(f"shipped student (full UNet, 784 -> 784): held-out MSE {F.mse_loss(shipped, targets[test]):.4f}")
     for name, student in students().items():
         began = time.perf_counter()
-        distil(student, noise[train], targets[train], seed=1)
+        order = torch.Generator().manual_seed(1)
+        averaged, _ = distil(student, noise[train], targets[train], recipe, order, log=print_nothing)
         with torch.no_grad():
-            out = student.eval()(noise[test])
+            out = averaged(noise[test])
         rows[name] = out[:16]
         print(f"{name}: held-out MSE {F.mse_loss(out, targets[test]):.4f} ({time.perf_counter() - began:.0f} s)")
     if args.sheet:

@@ -10,7 +10,7 @@ The student maps 784 noise values to 784 pixels. This probe measures, on a few i
    where the engine's best inversion (Adam + matrix-free Gauss-Newton, ``refine_cg_steps=20``) ended: whether a real
    image can be fitted down to where members are.
 
-Run: ``python benchmarks/one_step_identifiability.py [--n 3]`` (about 16 min on 2 CPU cores with ``--n 3``; each
+Run: ``python benchmarks/one_step_identifiability.py [--n 3]`` (at most 16 min on 2 CPU cores with ``--n 3``; each
 exact Jacobian costs ~7.5 s, a backward pass per pixel).
 """
 
@@ -42,14 +42,17 @@ def levenberg_marquardt(generator, image: torch.Tensor, start: torch.Tensor, ite
     damping = 1e-3
     with torch.no_grad():
         loss = residual(z).pow(2).mean().item()
+    jac = None
     for _ in range(iterations):
-        jac = torch.func.jacrev(residual)(z)
+        if jac is None:  # measured only where z moved: a rejected step changes the damping, not the Jacobian
+            jac = torch.func.jacrev(residual)(z)
+            with torch.no_grad():
+                gram, gradient = jac.T @ jac, jac.T @ residual(z)
         with torch.no_grad():
-            r = residual(z)
-            step = torch.linalg.solve(jac.T @ jac + damping * torch.eye(z.numel()), jac.T @ r)
+            step = torch.linalg.solve(gram + damping * torch.eye(z.numel()), gradient)
             trial = residual(z - step).pow(2).mean().item()
         if trial < loss:
-            z, loss, damping = z - step, trial, damping / 3
+            z, loss, damping, jac = z - step, trial, damping / 3, None
         else:
             damping *= 5
     return loss

@@ -58,12 +58,44 @@ def train(
     pair_seconds = timer.seconds
     log(f"[{cfg.name}] {n_pairs} teacher pairs in {pair_seconds:.0f}s")
     student = OneStepStudent(copy.deepcopy(teacher.unet).train().requires_grad_(True), cfg.timestep).to(device)
+    averaged, loss = distil(student, noise, targets, cfg, rng, steps=steps, log=log, timer=timer)
+    save_diffusers(averaged.unet.to("cpu"), Path(out_dir) / cfg.name / "unet")
+    return {
+        "steps": steps,
+        "teacher_pairs": n_pairs,
+        "teacher_seconds": pair_seconds,
+        "epochs": steps * cfg.batch_size / n_pairs,
+        "seconds": timer.seconds,
+        "final_loss": loss,
+        "parameters": count_parameters(student),
+        "device": str(device),
+    }
+
+
+def distil(
+    student: torch.nn.Module,
+    noise: torch.Tensor,
+    targets: torch.Tensor,
+    cfg: OneStepConfig,
+    rng: torch.Generator,
+    steps: int | None = None,
+    log: Log = default_log,
+    timer: Timer | None = None,
+) -> tuple[torch.nn.Module, float]:
+    """Regress ``student(noise)`` onto the teacher's ``targets`` with the recipe's optimiser (AdamW, warm-up + cosine,
+    gradient clipping, batches drawn with ``rng``); returns the weights' moving average and the smoothed last loss.
+
+    ``steps`` defaults to ``cfg.steps``. Any student architecture can be distilled this way (the narrow-range
+    students of ``benchmarks/one_step_bottleneck.py`` are)."""
+    steps = cfg.steps if steps is None else steps
+    timer = timer or Timer()
+    device = next(student.parameters()).device
     ema = EMA(student, cfg.ema_decay)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, cfg.warmup))
     running = 0.0
     for step in range(steps):
-        idx = torch.randint(0, n_pairs, (cfg.batch_size,), generator=rng)
+        idx = torch.randint(0, len(noise), (cfg.batch_size,), generator=rng)
         loss = F.mse_loss(student(noise[idx].to(device)), targets[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,14 +106,4 @@ def train(
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if step % 100 == 0 or step == steps - 1:
             log(f"[{cfg.name}] step {step + 1}/{steps} loss {running:.5f} {timer.seconds:.0f}s")
-    save_diffusers(ema.module.unet.to("cpu"), Path(out_dir) / cfg.name / "unet")
-    return {
-        "steps": steps,
-        "teacher_pairs": n_pairs,
-        "teacher_seconds": pair_seconds,
-        "epochs": steps * cfg.batch_size / n_pairs,
-        "seconds": timer.seconds,
-        "final_loss": running,
-        "parameters": count_parameters(student),
-        "device": str(device),
-    }
+    return ema.module, running
